@@ -1,0 +1,1 @@
+"""Ports (typing.Protocol) and their implementations: Kafka, HTTP gateway, files, engines."""

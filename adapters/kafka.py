@@ -1,0 +1,226 @@
+"""Kafka implementations of the publishing ports, the command consumer and the event reader.
+
+Producer: ``acks=all`` with idempotence, so a retried send never duplicates within a session.
+Consumers never auto-commit: the worker commits a command's offset only after every event it
+caused was acknowledged (see :mod:`worker.consumer`).
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from adapters.ports import BrokerUnavailable
+from schemas.commands import Command
+from schemas.events import JobStatusChanged
+
+log = structlog.get_logger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    commands: str
+    events: str
+    dead_letters: str
+
+
+async def ensure_topics(
+    bootstrap_servers: str, names: Iterable[str], partitions: int, replication_factor: int
+) -> None:
+    """Create the topics that are missing; an existing topic is left as it is."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [NewTopic(name, partitions, replication_factor) for name in missing]
+        )
+        for name, code, *message in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise BrokerUnavailable(f"could not create topic {name}: {code} {message}")
+        log.info("topics created", topics=missing, partitions=partitions)
+    finally:
+        await admin.close()
+
+
+class KafkaProducer:
+    """One idempotent producer shared by every publisher of a process."""
+
+    def __init__(self, bootstrap_servers: str, ack_timeout_seconds: float, client_id: str) -> None:
+        self._ack_timeout = ack_timeout_seconds
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Return once the broker acknowledged; :class:`BrokerUnavailable` after the timeout."""
+        try:
+            async with asyncio.timeout(self._ack_timeout):
+                await self._producer.send_and_wait(
+                    topic, value=value, key=key, headers=list(headers)
+                )
+        except (TimeoutError, KafkaError) as failure:
+            raise BrokerUnavailable(
+                f"broker did not acknowledge within {self._ack_timeout:g} s: {failure!r}"
+            ) from failure
+
+
+class KafkaCommandPublisher:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def publish(self, command: Command) -> None:
+        await self._producer.send(
+            self._topic,
+            command.job_id.encode(),
+            command.model_dump_json().encode(),
+            [
+                ("type", command.type.encode()),
+                ("schema-version", str(command.schema_version).encode()),
+            ],
+        )
+
+
+class KafkaEventPublisher:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def publish(self, event: JobStatusChanged) -> None:
+        await self._producer.send(
+            self._topic,
+            event.job_id.encode(),
+            event.model_dump_json().encode(),
+            [("type", event.type.encode()), ("event-id", event.event_id.encode())],
+        )
+
+
+class KafkaDeadLetterPublisher:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def dead_letter(self, key: bytes | None, value: bytes, reason: str, origin: str) -> None:
+        await self._producer.send(
+            self._topic,
+            key,
+            value,
+            [("reason", reason.encode()[:4096]), ("origin", origin.encode())],
+        )
+
+
+PartitionsCallback = Callable[[frozenset[TopicPartition]], Awaitable[None]]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: PartitionsCallback, on_assigned: PartitionsCallback) -> None:
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._on_revoked(frozenset(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._on_assigned(frozenset(assigned))
+
+
+def command_consumer(
+    bootstrap_servers: str,
+    topic: str,
+    group_id: str,
+    on_revoked: PartitionsCallback,
+    on_assigned: PartitionsCallback,
+) -> AIOKafkaConsumer:
+    """A group member on the commands topic; offsets are committed by the caller only."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # A job runs outside the poll loop, so long jobs never exceed the poll interval.
+        max_poll_records=100,
+    )
+    consumer.subscribe([topic], listener=_Rebalance(on_revoked, on_assigned))
+    return consumer
+
+
+class EventReader:
+    """Reads every partition of the events topic from the beginning, without a group.
+
+    Used to build projections; :meth:`caught_up` waits until everything published before the
+    call has been read.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._topic = topic
+        # Without a group, a subscribing consumer is assigned every partition of the topic and,
+        # with no committed offsets, starts at the beginning.
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        self._progress = asyncio.Condition()
+        self._read: dict[TopicPartition, int] = {}
+        self._applied: dict[TopicPartition, int] = {}
+
+    @property
+    def _partitions(self) -> list[TopicPartition]:
+        return sorted(self._consumer.assignment())
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        # A topic created a moment ago may not be in the first metadata answers yet.
+        async with asyncio.timeout(30):
+            while not self._consumer.assignment():
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def next_batch(self, timeout_ms: int = 500) -> list[bytes]:
+        """The next values; the caller applies them before calling again."""
+        # The previous batch has been applied now, so its positions may be announced.
+        async with self._progress:
+            self._applied = dict(self._read)
+            self._progress.notify_all()
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+        for partition in self._partitions:
+            self._read[partition] = await self._consumer.position(partition)
+        return [record.value for records in batches.values() for record in records if record.value]
+
+    async def caught_up(self, timeout_seconds: float) -> None:
+        """Return once everything published before the call has been read and applied."""
+        ends = await self._consumer.end_offsets(self._partitions)
+        async with asyncio.timeout(timeout_seconds), self._progress:
+            await self._progress.wait_for(
+                lambda: all(self._applied.get(tp, 0) >= end for tp, end in ends.items())
+            )

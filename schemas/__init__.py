@@ -1,0 +1,1 @@
+"""Pydantic models only, no I/O: statuses, commands, events and REST views."""

@@ -1,0 +1,39 @@
+"""Events on ``jobmanager.events``: facts in the past tense, keyed by job id."""
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from schemas.jobs import CamelModel, JobView, Timestamp
+from schemas.status import JobStatus
+
+_EVENT_NAMESPACE = uuid.UUID("6f1f4a52-3c56-4f7e-9a43-0b0f5a3c2e11")
+
+
+def event_id_for(job_id: str, sequence: int) -> str:
+    """Deterministic, so a re-publish after a crash carries the same id and deduplicates."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{job_id}/{sequence}"))
+
+
+class JobStatusChanged(CamelModel):
+    """One applied move (or the job's creation, with ``previous_status`` None and sequence 1).
+
+    ``job`` is the full view after the move, so a reader needs no other event to show the job.
+    """
+
+    schema_version: Literal[1] = 1
+    type: Literal["JobStatusChanged"] = "JobStatusChanged"
+    event_id: str
+    job_id: str
+    tenant: str
+    sequence: int = Field(ge=1)
+    previous_status: JobStatus | None
+    status: JobStatus
+    trigger: str
+    job: JobView
+    occurred_at: Timestamp
+
+
+Event = Annotated[JobStatusChanged, Field(discriminator="type")]
+EVENTS: TypeAdapter[Event] = TypeAdapter(Event)

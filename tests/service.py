@@ -1,0 +1,129 @@
+"""Runs the real ``jobmanager`` processes for end-to-end tests."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.kafka_broker import free_port
+from worker.settings import Settings
+
+JOBMANAGER = Path(sys.executable).with_name("jobmanager")
+FINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process use exactly these settings."""
+    values = settings.model_dump(mode="json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBMANAGER_")}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    for name, value in values.items():
+        if value is None:
+            continue
+        env[f"JOBMANAGER_{name.upper()}"] = str(value)
+    assert settings.jwt_secret is not None
+    env["JOBMANAGER_JWT_SECRET"] = settings.jwt_secret.get_secret_value()
+    env["JOBMANAGER_LOG_FORMAT"] = "json"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+@dataclass
+class Service:
+    url: str
+    env: dict[str, str]
+    log: Path
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(JOBMANAGER), *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"jobmanager {' '.join(args)} failed: {done.stderr}"
+        return done.stdout.strip()
+
+    def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> Response:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return Response(answer.status, json.loads(answer.read()), answer.headers)
+        except urllib.error.HTTPError as error:
+            return Response(error.code, json.loads(error.read()), error.headers)
+
+    def wait_for_status(
+        self, job_id: str, token: str, statuses: set[str], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Poll the job until its status is one of ``statuses``; fail with the log at the deadline."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            answer = self.request("GET", f"/api/jobmanager/v3/jobs/{job_id}", token=token)
+            if answer.status == 200:
+                seen = answer.body
+                if seen["status"] in statuses:
+                    return seen
+            time.sleep(0.1)
+        raise AssertionError(
+            f"job {job_id} did not reach {statuses} in {timeout} s; last seen {seen}\n"
+            + self.log.read_text()[-4000:]
+        )
+
+
+@contextmanager
+def running_service(settings: Settings, log: Path, command: str = "serve") -> Iterator[Service]:
+    """Start ``jobmanager <command>`` and wait until its gateway answers."""
+    port = free_port()
+    env = settings_env(settings, JOBMANAGER_PORT=str(port))
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [str(JOBMANAGER), command], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    service = Service(f"http://127.0.0.1:{port}", env, log)
+    try:
+        _wait_until_healthy(service, process, timeout=90.0)
+        yield service
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_healthy(service: Service, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"jobmanager exited with {process.returncode}:\n{service.log.read_text()[-4000:]}"
+            )
+        try:
+            with urllib.request.urlopen(service.url + "/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"gateway not healthy in {timeout} s:\n{service.log.read_text()[-4000:]}")

@@ -1,0 +1,1 @@
+"""Composition root, command handlers, projection fold, settings and the CLI."""

@@ -1,0 +1,158 @@
+"""The composition root: the only place that builds clients from settings."""
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from adapters.auth import JwtAuthenticator
+from adapters.engine_local import LocalNoteEngine
+from adapters.gateway import Gateway
+from adapters.kafka import (
+    EventReader,
+    KafkaCommandPublisher,
+    KafkaDeadLetterPublisher,
+    KafkaEventPublisher,
+    KafkaProducer,
+    command_consumer,
+    ensure_topics,
+)
+from adapters.local_files import (
+    LocalEnvironmentProvider,
+    LocalFolderStore,
+    LocalHome,
+    LocalModelStore,
+)
+from adapters.ports import BrokerUnavailable
+from adapters.projection_store import MemoryProjectionStore
+from statemachine import JobMachine
+from worker.consumer import CommandLoop
+from worker.jobs import JobRunner
+from worker.moves import Mover
+from worker.projection import Projection, follow_events
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+BROKER_WAIT_SECONDS = 60.0
+
+
+@dataclass
+class Roles:
+    gateway: bool = True
+    worker: bool = True
+
+
+async def _wait_for_topics(settings: Settings) -> None:
+    names = (settings.commands_topic, settings.events_topic, settings.dead_letter_topic)
+    deadline = asyncio.get_running_loop().time() + BROKER_WAIT_SECONDS
+    while True:
+        try:
+            await ensure_topics(
+                settings.kafka_bootstrap_servers,
+                names,
+                settings.topic_partitions,
+                settings.topic_replication_factor,
+            )
+            return
+        except Exception as failure:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BrokerUnavailable(
+                    f"no Kafka broker answered at {settings.kafka_bootstrap_servers} "
+                    f"within {BROKER_WAIT_SECONDS:g} s (start one with `make kafka-up`)"
+                ) from failure
+            log.warning("waiting for the broker", bootstrap=settings.kafka_bootstrap_servers)
+            await asyncio.sleep(1.0)
+
+
+async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None:
+    """Run the requested roles until ``stopping`` is set, then shut down in order."""
+    await _wait_for_topics(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        producer = KafkaProducer(
+            settings.kafka_bootstrap_servers, settings.broker_ack_timeout_seconds, "jobmanager"
+        )
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+
+        reader = EventReader(settings.kafka_bootstrap_servers, settings.events_topic)
+        await reader.start()
+        stack.push_async_callback(reader.stop)
+        # One projection per process: the gateway's read side and the worker's ledger.
+        projection = Projection(MemoryProjectionStore())
+        follower = asyncio.create_task(follow_events(reader, projection), name="projection")
+        stack.push_async_callback(_cancel, follower)
+        watched = [follower]
+        await reader.caught_up(settings.catch_up_timeout_seconds)
+        log.info("projection caught up", jobs=len(projection.store))  # type: ignore[arg-type]
+
+        if roles.worker:
+            loop = _command_loop(settings, producer, projection, reader)
+            await loop.start()
+            stack.push_async_callback(loop.stop, settings.shutdown_grace_seconds)
+            consuming = asyncio.create_task(loop.run(), name="commands")
+            stack.push_async_callback(_cancel, consuming)
+            watched.append(consuming)
+            log.info("worker started", group=settings.consumer_group)
+
+        if roles.gateway:
+            gateway = Gateway(
+                KafkaCommandPublisher(producer, settings.commands_topic),
+                projection.store,
+                JwtAuthenticator(settings.resolved_jwt_secret()),
+                projection.accept,
+            )
+            runner = web.AppRunner(gateway.app(), access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            await web.TCPSite(runner, settings.host, settings.port).start()
+            log.info("gateway listening", url=f"http://{settings.host}:{settings.port}")
+
+        stop_wait = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait([stop_wait, *watched], return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        failed = [task for task in done if task is not stop_wait]
+        for task in failed:
+            log.error(
+                "component stopped unexpectedly; shutting down",
+                component=task.get_name(),
+                error=repr(task.exception()) if not task.cancelled() else "cancelled",
+            )
+        log.info("shutting down")
+    if failed:
+        raise SystemExit(1)
+
+
+def _command_loop(
+    settings: Settings, producer: KafkaProducer, ledger: Projection, reader: EventReader
+) -> CommandLoop:
+    home = LocalHome(settings.home)
+    mover = Mover(JobMachine(), KafkaEventPublisher(producer, settings.events_topic), ledger)
+    runner = JobRunner(
+        mover,
+        LocalModelStore(home),
+        LocalFolderStore(home),
+        LocalEnvironmentProvider(home),
+        LocalNoteEngine(),
+        settings.worker_concurrency,
+    )
+    return CommandLoop(
+        lambda on_revoked, on_assigned: command_consumer(
+            settings.kafka_bootstrap_servers,
+            settings.commands_topic,
+            settings.consumer_group,
+            on_revoked,
+            on_assigned,
+        ),
+        runner,
+        KafkaDeadLetterPublisher(producer, settings.dead_letter_topic),
+        lambda: reader.caught_up(settings.catch_up_timeout_seconds),
+    )
+
+
+async def _cancel(task: "asyncio.Task[None]") -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,166 @@
+"""The command loop: decode, dispatch, dead-letter, and commit only what is finished.
+
+A partition's committed offset never passes a command whose work is not done: a SubmitJob stays
+uncommitted until its job is final, so a crash at any point redelivers it to the next owner.
+"""
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from adapters.kafka import PartitionsCallback
+from adapters.ports import DeadLetterPublisher
+from schemas.commands import COMMANDS, Command
+from statemachine import IllegalMove
+from worker.handlers import COMMAND_HANDLERS
+from worker.jobs import JobRunner
+
+log = structlog.get_logger(__name__)
+
+ConsumerFactory = Callable[[PartitionsCallback, PartitionsCallback], AIOKafkaConsumer]
+
+
+class OffsetTracker:
+    """Per partition: the offsets in progress and the next offset after everything seen."""
+
+    def __init__(self) -> None:
+        self._pending: dict[TopicPartition, dict[int, str]] = defaultdict(dict)
+        self._next: dict[TopicPartition, int] = {}
+
+    def begin(self, partition: TopicPartition, offset: int, job_id: str) -> None:
+        self._pending[partition][offset] = job_id
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
+    def finish(self, partition: TopicPartition, offset: int) -> None:
+        self._pending[partition].pop(offset, None)
+
+    def committable(self) -> dict[TopicPartition, int]:
+        return {
+            partition: min(self._pending[partition], default=end)
+            for partition, end in self._next.items()
+        }
+
+    def job_ids(self, partitions: frozenset[TopicPartition]) -> set[str]:
+        return {job_id for p in partitions for job_id in self._pending.get(p, {}).values()}
+
+    def forget(self, partitions: frozenset[TopicPartition]) -> None:
+        for partition in partitions:
+            self._pending.pop(partition, None)
+            self._next.pop(partition, None)
+
+
+class CommandLoop:
+    def __init__(
+        self,
+        consumer_factory: ConsumerFactory,
+        runner: JobRunner,
+        dead_letters: DeadLetterPublisher,
+        catch_up: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._consumer = consumer_factory(self._on_revoked, self._on_assigned)
+        self._runner = runner
+        self._dead_letters = dead_letters
+        self._catch_up = catch_up
+        self._offsets = OffsetTracker()
+        self._committed: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Let running jobs finish within the grace period; hand the rest over."""
+        tasks = [a.task for a in self._runner.active.values() if a.task is not None]
+        if tasks:
+            log.info("waiting for running jobs", count=len(tasks), grace_seconds=grace_seconds)
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        await self._runner.abandon(set(self._runner.active))
+        await self._commit()
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for partition, records in batches.items():
+                for record in records:
+                    await self._handle(partition, record.offset, record.key, record.value)
+            await self._commit()
+
+    async def _handle(
+        self, partition: TopicPartition, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        origin = f"{partition.topic}/{partition.partition}/{offset}"
+        try:
+            command = COMMANDS.validate_json(value or b"")
+        except ValidationError as invalid:
+            await self._dead_letter(key, value, f"invalid command: {_summary(invalid)}", origin)
+            return
+        if key is not None and key != command.job_id.encode():
+            await self._dead_letter(key, value, "message key does not match jobId", origin)
+            return
+        self._offsets.begin(partition, offset, command.job_id)
+        try:
+            task = await self._dispatch(command)
+        except IllegalMove:
+            task = None  # already logged by the mover; the command changes nothing
+        if task is None:
+            self._offsets.finish(partition, offset)
+        else:
+            task.add_done_callback(lambda done: self._finished(done, partition, offset))
+
+    async def _dispatch(self, command: Command) -> "asyncio.Task[None] | None":
+        handler = COMMAND_HANDLERS[type(command)]
+        with structlog.contextvars.bound_contextvars(
+            job_id=command.job_id, tenant=command.tenant, command=command.type
+        ):
+            log.info("command received", command_id=command.command_id)
+            return await handler(command, self._runner)
+
+    def _finished(self, task: "asyncio.Task[None]", partition: TopicPartition, offset: int) -> None:
+        # A cancelled job was handed over, and a crashed one must be redelivered: neither counts.
+        if not task.cancelled() and task.exception() is None:
+            self._offsets.finish(partition, offset)
+
+    async def _dead_letter(
+        self, key: bytes | None, value: bytes | None, reason: str, origin: str
+    ) -> None:
+        log.warning("command dead-lettered", reason=reason, origin=origin)
+        await self._dead_letters.dead_letter(key, value or b"", reason, origin)
+
+    async def _commit(self, only: frozenset[TopicPartition] | None = None) -> None:
+        offsets = {
+            p: o
+            for p, o in self._offsets.committable().items()
+            if self._committed.get(p) != o and (only is None or p in only)
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as failure:
+            log.warning("commit failed; will retry", error=repr(failure))
+            return
+        self._committed.update(offsets)
+
+    async def _on_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        await self._runner.abandon(self._offsets.job_ids(revoked))
+        await self._commit(only=revoked)
+        self._offsets.forget(revoked)
+        for partition in revoked:
+            self._committed.pop(partition, None)
+
+    async def _on_assigned(self, assigned: frozenset[TopicPartition]) -> None:
+        # The previous owner's events must be in the ledger before its commands are redelivered.
+        await self._catch_up()
+        log.info("partitions assigned", partitions=sorted(p.partition for p in assigned))
+
+
+def _summary(invalid: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'message'}: {error['msg']}"
+        for error in invalid.errors()[:5]
+    )

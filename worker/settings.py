@@ -1,0 +1,52 @@
+"""All configuration, from ``JOBMANAGER_*`` environment variables, with local defaults."""
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBMANAGER_", frozen=True, populate_by_name=True)
+
+    home: Path = Path(".jobmanager")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "JOBMANAGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        ),
+    )
+    commands_topic: str = "jobmanager.commands"
+    events_topic: str = "jobmanager.events"
+    dead_letter_topic: str = "jobmanager.commands.dlq"
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    consumer_group: str = "jobmanager-worker"
+    broker_ack_timeout_seconds: float = Field(default=10.0, gt=0)
+    catch_up_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    worker_concurrency: int = Field(default=4, ge=1)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    jwt_secret: SecretStr | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def resolved_jwt_secret(self) -> str:
+        """The configured secret, or one generated once per home and kept there (mode 0600).
+
+        Local use then needs no configuration, and no secret is ever in the repository.
+        """
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.home / "jwt-secret"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
