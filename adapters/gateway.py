@@ -81,7 +81,8 @@ async def _errors(
             if http.status < 400:
                 raise
             code = _HTTP_CODES.get(http.status, f"jobmanager.http{http.status}")
-            return _error_response(http.status, code, http.reason, request_id)
+            kept = {k: v for k, v in http.headers.items() if k.lower() in ("allow", "retry-after")}
+            return _error_response(http.status, code, http.reason, request_id, kept)
         except Exception:
             log.exception("request failed", path=request.path)
             return _error_response(
@@ -229,12 +230,14 @@ def _query_int(
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
+    # isdigit() alone accepts "²" and other digits int() refuses; the length keeps int() cheap.
+    number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else -1
+    if number < minimum or (maximum is not None and number > maximum):
         bounds = (
             f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         )
         raise ApiError(400, "jobmanager.badRequest", f"{name} must be a whole number {bounds}")
-    return int(raw)
+    return number
 
 
 def _explain(invalid: ValidationError) -> str:

@@ -200,7 +200,8 @@ class EventReader:
         await self._consumer.start()
         # A topic created a moment ago may not be in the first metadata answers yet.
         async with asyncio.timeout(30):
-            while not self._consumer.assignment():
+            # aiokafka offers no event for "assignment known"; poll it briefly.
+            while not self._consumer.assignment():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
     async def stop(self) -> None:

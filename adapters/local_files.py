@@ -91,6 +91,8 @@ class LocalModelStore:
             raw = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise NotFound(f"model {model_id} not found") from None
+        except OSError as unreadable:
+            raise NotFound(f"model {model_id} cannot be read ({unreadable.strerror})") from None
         return parse_note(raw)
 
 
@@ -126,6 +128,10 @@ class LocalEnvironmentProvider:
             raw = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise NotFound(f"configuration {configuration_id} not found") from None
+        except OSError as unreadable:
+            raise NotFound(
+                f"configuration {configuration_id} cannot be read ({unreadable.strerror})"
+            ) from None
         try:
             fields = json.loads(raw)
             if not isinstance(fields, dict):

@@ -74,7 +74,7 @@ class Service:
     def wait_for_status(
         self, job_id: str, token: str, statuses: set[str], timeout: float = 60.0
     ) -> dict[str, Any]:
-        """Poll the job until its status is one of ``statuses``; fail with the log at the deadline."""
+        """Poll until the job has one of ``statuses``; fail with the log at the deadline."""
         deadline = time.monotonic() + timeout
         seen: dict[str, Any] = {}
         while time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -75,11 +76,11 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
             settings.kafka_bootstrap_servers, settings.broker_ack_timeout_seconds, "jobmanager"
         )
         await producer.start()
-        stack.push_async_callback(producer.stop)
+        stack.push_async_callback(_quietly, "producer", producer.stop)
 
         reader = EventReader(settings.kafka_bootstrap_servers, settings.events_topic)
         await reader.start()
-        stack.push_async_callback(reader.stop)
+        stack.push_async_callback(_quietly, "event reader", reader.stop)
         # One projection per process: the gateway's read side and the worker's ledger.
         projection = Projection(MemoryProjectionStore())
         follower = asyncio.create_task(follow_events(reader, projection), name="projection")
@@ -91,7 +92,9 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
         if roles.worker:
             loop = _command_loop(settings, producer, projection, reader)
             await loop.start()
-            stack.push_async_callback(loop.stop, settings.shutdown_grace_seconds)
+            stack.push_async_callback(
+                _quietly, "command loop", lambda: loop.stop(settings.shutdown_grace_seconds)
+            )
             consuming = asyncio.create_task(loop.run(), name="commands")
             stack.push_async_callback(_cancel, consuming)
             watched.append(consuming)
@@ -106,7 +109,7 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
             )
             runner = web.AppRunner(gateway.app(), access_log=None)
             await runner.setup()
-            stack.push_async_callback(runner.cleanup)
+            stack.push_async_callback(_quietly, "gateway", runner.cleanup)
             await web.TCPSite(runner, settings.host, settings.port).start()
             log.info("gateway listening", url=f"http://{settings.host}:{settings.port}")
 
@@ -150,6 +153,15 @@ def _command_loop(
         KafkaDeadLetterPublisher(producer, settings.dead_letter_topic),
         lambda: reader.caught_up(settings.catch_up_timeout_seconds),
     )
+
+
+async def _quietly(name: str, stop: Callable[[], Awaitable[None]]) -> None:
+    """Run one shutdown step; a failing step (aiokafka raises CancelledError from its fetcher
+    when the broker is gone) must not keep the remaining steps from running."""
+    try:
+        await stop()
+    except (Exception, asyncio.CancelledError) as failure:  # noqa: BLE001
+        log.warning("shutdown step failed", step=name, error=repr(failure))
 
 
 async def _cancel(task: "asyncio.Task[None]") -> None:

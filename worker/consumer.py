@@ -36,6 +36,10 @@ class OffsetTracker:
         self._pending[partition][offset] = job_id
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
+    def skip(self, partition: TopicPartition, offset: int) -> None:
+        """An offset that is done as soon as it is seen (a dead-lettered message)."""
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
     def finish(self, partition: TopicPartition, offset: int) -> None:
         self._pending[partition].pop(offset, None)
 
@@ -98,9 +102,11 @@ class CommandLoop:
             command = COMMANDS.validate_json(value or b"")
         except ValidationError as invalid:
             await self._dead_letter(key, value, f"invalid command: {_summary(invalid)}", origin)
+            self._offsets.skip(partition, offset)
             return
         if key is not None and key != command.job_id.encode():
             await self._dead_letter(key, value, "message key does not match jobId", origin)
+            self._offsets.skip(partition, offset)
             return
         self._offsets.begin(partition, offset, command.job_id)
         try:

@@ -155,7 +155,8 @@ class JobRunner:
         tenant = command.tenant
         try:
             note, configuration = await self._validate(command)
-        except (NotFound, InvalidNote) as invalid:
+        except (NotFound, InvalidNote, OSError) as invalid:
+            # OSError: a model or configuration that exists but cannot be read.
             await self._finish(active, Outcome("fail", f"Invalid inputs [{invalid}]"))
             return
         try:

@@ -46,7 +46,7 @@ def recv_exact(sock, n):
 
 
 def check_api_versions(sock):
-    """Confirm the peer speaks Kafka and still supports Metadata v1 (KIP-896 removed old versions)."""
+    """Confirm the peer speaks Kafka and supports Metadata v1 (KIP-896 removed old versions)."""
     data, off = request(sock, API_VERSIONS, 0, 1, b"")
     error, count = struct.unpack_from(">hi", data, off)
     if error:

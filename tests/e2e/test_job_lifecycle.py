@@ -25,9 +25,8 @@ def _job_body(service: Service, note: Path) -> dict[str, str]:
     input_id = service.cli("folders", "create")
     output_id = service.cli("folders", "create")
     configuration_id = service.cli("configurations", "add", "--name", "local python")
-    (Path(service.env["JOBMANAGER_HOME"]) / "tenants/local/folders" / input_id / "data.csv").write_text(
-        "a,b\n1,2\n"
-    )
+    folders = Path(service.env["JOBMANAGER_HOME"]) / "tenants/local/folders"
+    (folders / input_id / "data.csv").write_text("a,b\n1,2\n")
     return {
         "modelId": model_id,
         "configurationId": configuration_id,
@@ -38,7 +37,7 @@ def _job_body(service: Service, note: Path) -> dict[str, str]:
 
 
 def test_job_runs_from_submitted_to_succeeded(service: Service) -> None:
-    """POST answers 201 SUBMITTED in the seed's shape, GET finds it, and it ends SUCCEEDED with outputs."""
+    """POST: 201 SUBMITTED in the seed's shape; GET finds it; it ends SUCCEEDED with outputs."""
     token = service.cli("token")
     body = _job_body(service, NOTES / "success.zpln")
 
@@ -47,8 +46,17 @@ def test_job_runs_from_submitted_to_succeeded(service: Service) -> None:
     assert created.status == 201, created.body
     job = created.body
     assert set(job) == {
-        "id", "modelId", "environmentId", "message", "status", "creationDate", "createdBy",
-        "inputFolderId", "outputFolderId", "configurationId", "maximumExecutionTimeInSeconds",
+        "id",
+        "modelId",
+        "environmentId",
+        "message",
+        "status",
+        "creationDate",
+        "createdBy",
+        "inputFolderId",
+        "outputFolderId",
+        "configurationId",
+        "maximumExecutionTimeInSeconds",
     }
     assert job["status"] == "SUBMITTED"
     assert job["createdBy"] == "local"
