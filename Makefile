@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 KAFKA  := deploy/kafka
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-jars kafka-up kafka-down run test test-unit lint fmt clean
+.PHONY: help install kafka-jars kafka-up kafka-down run test test-unit lint fmt schemas clean
 
 help:
 	@echo "make run        install, start the local Kafka broker and 'jobmanager serve' on :8080"
 	@echo "make test       install, then run the whole test suite (starts its own broker)"
 	@echo "make test-unit  unit tests only (no broker)"
 	@echo "make lint       ruff, mypy and the import-direction contract"
+	@echo "make schemas    regenerate schemas/json/ from the pydantic models"
 	@echo "make kafka-up / kafka-down   start / stop the local broker on 127.0.0.1:9092"
 
 $(STAMP): pyproject.toml
@@ -47,7 +48,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict examples/follow_status.py
 	$(VENV)/bin/lint-imports
+
+schemas: install
+	$(PY) -m worker.schema_export
 
 fmt: install
 	$(VENV)/bin/ruff format .

@@ -131,7 +131,8 @@ class KafkaDeadLetterPublisher:
             self._topic,
             key,
             value,
-            [("reason", reason.encode()[:4096]), ("origin", origin.encode())],
+            # Cut on characters, not bytes, so the header stays valid UTF-8.
+            [("reason", reason[:2000].encode()), ("origin", origin.encode())],
         )
 
 

@@ -11,17 +11,41 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
 
 from schemas.status import JobStatus
 
-# Ids end up as file and folder names in the local stores, so they are kept path-safe.
+
+# Ids of models, folders and configurations: any printable text up to 256 characters, as
+# MindSphere's ids vary in shape, but never a path separator or "." / "..", because the local
+# stores use them as file names.
+def _not_a_relative_path(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError("must not be '.' or '..'")
+    return value
+
+
 ResourceId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256, pattern=r"^[^/\\\x00-\x1f\x7f]+$"),
+    AfterValidator(_not_a_relative_path),
+    # JSON Schema regexes have look-ahead, which pydantic's regex engine lacks.
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "pattern": r"^(?!\.{1,2}$)[^/\\\x00-\x1f\x7f]+$",
+        }
+    ),
+]
+# Tenants name folders and Kafka-visible records: kept to a conservative alphabet.
+TenantName = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
 ]
-TenantName = ResourceId
 
 MAX_EXECUTION_SECONDS = 2**31 - 1
 
@@ -32,8 +56,10 @@ def _seconds_from_json(value: Any) -> int:
         raise ValueError('must be a whole number of seconds, as a string like "7200" or a number')
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    digits = value.strip() if isinstance(value, str) else ""
+    if digits.isascii() and digits.isdigit():
+        # Any count of digits is a number; beyond 12 it is certainly out of range anyway.
+        return int(digits) if len(digits) <= 12 else MAX_EXECUTION_SECONDS + 1
     raise ValueError('must be a whole number of seconds, as a string like "7200" or a number')
 
 
@@ -48,6 +74,23 @@ ExecutionSeconds = Annotated[
     BeforeValidator(_seconds_from_json),
     AfterValidator(_positive),
     PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 86_400},
+                {
+                    "type": "string",
+                    # 1 to 86400, the default limit, as digits only.
+                    "pattern": "^(?:[1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}"
+                    "|86[0-3][0-9]{2}|86400)$",
+                },
+            ],
+            "description": 'Seconds; a string like "7200" (as MindSphere\'s sample) or a number.'
+            " The gateway's limit defaults to 86400.",
+        },
+        mode="validation",
+    ),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]+$"}, mode="serialization"),
 ]
 
 
@@ -106,6 +149,16 @@ class JobView(CamelModel):
     configuration_id: str
     maximum_execution_time_in_seconds: ExecutionSeconds = Field(default=7200)
 
+    def request(self) -> JobRequest:
+        """The request this job was submitted with (to recognise an idempotent resubmit)."""
+        return JobRequest(
+            model_id=self.model_id,
+            configuration_id=self.configuration_id,
+            input_folder_id=self.input_folder_id,
+            output_folder_id=self.output_folder_id,
+            maximum_execution_time_in_seconds=self.maximum_execution_time_in_seconds,
+        )
+
     @classmethod
     def submitted(cls, job_id: str, tenant: str, request: JobRequest, at: datetime) -> "JobView":
         return cls(
@@ -148,3 +201,40 @@ class EnvironmentConfiguration(CamelModel):
     id: str
     name: str
     engine: str = "local"
+
+
+class JobListItem(JobView):
+    """A job in a list: the job's fields, and ``jobId`` as the list samples name it."""
+
+    job_id: str
+
+
+class PageInfo(CamelModel):
+    """The MindSphere SDK's page block."""
+
+    number: int
+    size: int
+    total_pages: int
+    total_elements: int
+
+
+class SortInfo(CamelModel):
+    sorted: bool
+    unsorted: bool
+    empty: bool
+
+
+class JobPage(CamelModel):
+    """``GET /jobs``: a Spring-style page and the SDK's ``JobList`` in one body."""
+
+    content: tuple[JobListItem, ...]
+    jobs: tuple[JobListItem, ...]
+    page: PageInfo
+    total_pages: int
+    total_elements: int
+    last: bool
+    first: bool
+    size: int
+    number: int
+    number_of_elements: int
+    sort: SortInfo

@@ -1,5 +1,6 @@
 """Shared fixtures: a real Kafka broker per session, fresh topics per test."""
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,6 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         dead_letter_topic=f"test.{suffix}.commands.dlq",
         consumer_group=f"test-{suffix}",
         topic_partitions=3,
-        jwt_secret="test-secret-" + suffix,  # type: ignore[arg-type]
+        jwt_secret=secrets.token_urlsafe(32),  # type: ignore[arg-type]
         broker_ack_timeout_seconds=10.0,
     )

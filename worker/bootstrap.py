@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from adapters.auth import JwtAuthenticator
 from adapters.engine_local import LocalNoteEngine
-from adapters.gateway import Gateway
+from adapters.http.auth import Authenticator, AuthSettings
+from adapters.http.gateway import Gateway, GatewayLimits
 from adapters.kafka import (
     EventReader,
     KafkaCommandPublisher,
@@ -101,11 +101,26 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
             log.info("worker started", group=settings.consumer_group)
 
         if roles.gateway:
+            authenticator = Authenticator(
+                AuthSettings(
+                    hs256_secret=settings.hs256_secret(),
+                    jwks_url=settings.jwks_url,
+                    issuer=settings.jwt_issuer,
+                    audience=settings.jwt_audience,
+                )
+            )
+            stack.push_async_callback(_quietly, "authenticator", authenticator.close)
             gateway = Gateway(
                 KafkaCommandPublisher(producer, settings.commands_topic),
                 projection.store,
-                JwtAuthenticator(settings.resolved_jwt_secret()),
+                authenticator,
                 projection.accept,
+                GatewayLimits(
+                    max_body_bytes=settings.max_body_bytes,
+                    max_execution_seconds=settings.max_execution_seconds,
+                    requests_per_second=settings.rate_limit_per_second,
+                    request_burst=settings.rate_limit_burst,
+                ),
             )
             runner = web.AppRunner(gateway.app(), access_log=None)
             await runner.setup()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.auth import JwtAuthenticator
+from adapters.http.auth import mint
 from adapters.local_files import LocalHome
 from worker.bootstrap import Roles, run
 from worker.logging import configure_logging
@@ -76,13 +76,16 @@ def worker() -> None:
 def token(
     tenant: Tenant = "local",
     hours: Annotated[int, typer.Option(help="Lifetime of the token.")] = 12,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Scope jm.r (reads only) instead of jm.rw.")
+    ] = False,
 ) -> None:
-    """Print a bearer token for local use.
+    """Print a bearer token (HS256, scope jm.rw) for local use.
 
     Example: curl -H "Authorization: Bearer $(jobmanager token)" ...
     """
     secret = Settings().resolved_jwt_secret()
-    typer.echo(JwtAuthenticator(secret).mint(tenant, lifetime_seconds=hours * 3600))
+    typer.echo(mint(secret, tenant, read_only=read_only, lifetime_seconds=hours * 3600))
 
 
 def _home() -> LocalHome:

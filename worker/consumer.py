@@ -18,7 +18,7 @@ from adapters.ports import DeadLetterPublisher
 from schemas.commands import COMMANDS, Command
 from statemachine import IllegalMove
 from worker.handlers import COMMAND_HANDLERS
-from worker.jobs import JobRunner
+from worker.jobs import CommandRefused, JobRunner
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +113,9 @@ class CommandLoop:
             task = await self._dispatch(command)
         except IllegalMove:
             task = None  # already logged by the mover; the command changes nothing
+        except CommandRefused as refused:
+            await self._dead_letter(key, value, str(refused), origin)
+            task = None
         if task is None:
             self._offsets.finish(partition, offset)
         else:

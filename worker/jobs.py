@@ -21,7 +21,7 @@ from adapters.ports import (
     NotFound,
 )
 from schemas.commands import StopJob, SubmitJob
-from schemas.jobs import EnvironmentConfiguration
+from schemas.jobs import EnvironmentConfiguration, JobRecord
 from schemas.notes import InvalidNote, Note, NoteRun
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES
@@ -35,6 +35,18 @@ STOP_REQUESTED_MESSAGE = "Stop requested."
 STOPPED_MESSAGE = "Job stopped on request."
 SUCCEEDED_MESSAGE = "Notebook execution finished successfully."
 WORKER_LOST_MESSAGE = "The worker running this job was lost before the job finished."
+
+
+class CommandRefused(Exception):
+    """A well-formed command that must change nothing; it is dead-lettered with this reason."""
+
+
+class ForeignJob(CommandRefused):
+    """A command names a job that belongs to another tenant."""
+
+
+class ConflictingSubmit(CommandRefused):
+    """A SubmitJob reuses a job id (an Idempotency-Key) with a different request."""
 
 
 class StopRequested(Exception):
@@ -85,10 +97,13 @@ class JobRunner:
         The first event is published before this returns, so a stop that follows the submit in
         the same partition always finds the job. A redelivered command gets the running task.
         """
+        record = self._mover.record(command.job_id)
+        self._check_tenant(record, command.tenant, command.job_id)
+        if record is not None and record.view.request() != command.request:
+            raise ConflictingSubmit(f"job {command.job_id} already exists with a different request")
         existing = self.active.get(command.job_id)
         if existing is not None and existing.task is not None:
             return existing.task
-        record = self._mover.record(command.job_id)
         if record is None or record.sequence == 0:
             with structlog.contextvars.bound_contextvars(
                 job_id=command.job_id, tenant=command.tenant
@@ -103,6 +118,7 @@ class JobRunner:
     async def stop(self, command: StopJob) -> None:
         active = self.active.get(command.job_id)
         record = self._mover.record(command.job_id)
+        self._check_tenant(record, command.tenant, command.job_id)
         bound = {"job_id": command.job_id, "tenant": command.tenant}
         if active is None or record is None:
             status = record.view.status if record else None
@@ -302,6 +318,11 @@ class JobRunner:
                     pending.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await pending
+
+    @staticmethod
+    def _check_tenant(record: JobRecord | None, tenant: str, job_id: str) -> None:
+        if record is not None and record.tenant != tenant:
+            raise ForeignJob(f"job {job_id} belongs to another tenant than {tenant}")
 
     def _status(self, job_id: str) -> JobStatus:
         record = self._mover.record(job_id)

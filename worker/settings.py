@@ -34,8 +34,22 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     jwt_secret: SecretStr | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    max_execution_seconds: int = Field(default=86_400, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def hs256_secret(self) -> str | None:
+        """HS256 is for local use: with a JWKS URL and no explicit secret, it is off."""
+        if self.jwt_secret is None and self.jwks_url is not None:
+            return None
+        return self.resolved_jwt_secret()
 
     def resolved_jwt_secret(self) -> str:
         """The configured secret, or one generated once per home and kept there (mode 0600).

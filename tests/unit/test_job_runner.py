@@ -30,6 +30,7 @@ from worker.jobs import (
     STOPPED_MESSAGE,
     SUCCEEDED_MESSAGE,
     WORKER_LOST_MESSAGE,
+    ForeignJob,
     JobRunner,
 )
 from worker.moves import Mover
@@ -582,3 +583,20 @@ async def test_unreadable_model_fails_the_job(world: World) -> None:
 
     assert task.done()
     assert [e.status for e in world.of("job-1")] == [S.SUBMITTED, S.FAILED]
+
+
+async def test_commands_of_another_tenant_touch_nothing(world: World) -> None:
+    """A submit or stop naming another tenant's job raises ForeignJob and publishes nothing."""
+    engine = FakeEngine(SUCCESS)
+    runner = world.runner(engine)
+    await _finish(await runner.submit(_submit()))
+    published = list(world.events.published)
+    intruder_submit = _submit().model_copy(update={"tenant": "tenantb"})
+    intruder_stop = _stop().model_copy(update={"tenant": "tenantb"})
+
+    with pytest.raises(ForeignJob):
+        await runner.submit(intruder_submit)
+    with pytest.raises(ForeignJob):
+        await runner.stop(intruder_stop)
+
+    assert world.events.published == published

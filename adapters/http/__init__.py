@@ -1,0 +1,1 @@
+"""The HTTP side: routes, errors, authentication, paging and filters."""

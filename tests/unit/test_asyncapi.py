@@ -1,0 +1,122 @@
+"""``docs/asyncapi.json`` agrees with the settings, the adapters and the generated schemas.
+
+The document is JSON, not YAML: PyYAML is not a dependency of this project.
+"""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.settings import Settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCUMENT = DOCS / "asyncapi.json"
+
+
+def _document() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _refs(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _default(field: str) -> Any:
+    return Settings.model_fields[field].default
+
+
+def _pointer(document: dict[str, Any], fragment: str) -> Any:
+    node: Any = document
+    for part in fragment.removeprefix("/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def test_it_is_asyncapi_3() -> None:
+    assert str(_document()["asyncapi"]).startswith("3.")
+
+
+def test_channel_addresses_are_the_default_topics() -> None:
+    channels = _document()["channels"]
+    assert {name: channel["address"] for name, channel in channels.items()} == {
+        "commands": _default("commands_topic"),
+        "events": _default("events_topic"),
+        "deadLetters": _default("dead_letter_topic"),
+    }
+    for channel in channels.values():
+        assert channel["bindings"]["kafka"]["partitions"] == _default("topic_partitions")
+
+
+def test_every_file_ref_exists() -> None:
+    files = [ref for ref in _refs(_document()) if not ref.startswith("#")]
+    assert files, "the messages should refer to the JSON Schema files"
+    missing = [ref for ref in files if not (DOCS / ref.partition("#")[0]).is_file()]
+    assert missing == []
+
+
+def test_every_local_ref_resolves() -> None:
+    document = _document()
+    for ref in _refs(document):
+        if ref.startswith("#"):
+            assert _pointer(document, ref[1:]) is not None, ref
+
+
+@pytest.mark.parametrize(
+    ("channel", "messages"),
+    [
+        ("commands", {"SubmitJob", "StopJob"}),
+        ("events", {"JobStatusChanged"}),
+        ("deadLetters", {"DeadLetter"}),
+    ],
+)
+def test_each_channel_carries_its_messages(channel: str, messages: set[str]) -> None:
+    assert set(_document()["channels"][channel]["messages"]) == messages
+
+
+def test_messages_are_keyed_by_job_id_and_use_the_adapters_headers() -> None:
+    components = _document()["components"]
+    schemas = components["schemas"]
+    expected_headers = {
+        "SubmitJob": {"type", "schema-version"},
+        "StopJob": {"type", "schema-version"},
+        "JobStatusChanged": {"type", "event-id"},
+        "DeadLetter": {"reason", "origin"},
+    }
+    for name, headers in expected_headers.items():
+        message = components["messages"][name]
+        header_schema = _pointer(_document(), message["headers"]["$ref"][1:])
+        assert set(header_schema["properties"]) == set(header_schema["required"]) == headers
+        assert "key" in message["bindings"]["kafka"]
+        if name != "DeadLetter":
+            assert message["payload"] == {"$ref": f"../schemas/json/{name}.json"}
+            assert message["bindings"]["kafka"]["key"] == {"$ref": "#/components/schemas/JobIdKey"}
+    assert schemas["CommandHeaders"]["properties"]["type"]["enum"] == ["SubmitJob", "StopJob"]
+
+
+def test_operations_gateway_sends_worker_receives_and_sends() -> None:
+    operations = _document()["operations"]
+    summary = {
+        name: (op["action"], op["channel"]["$ref"], tuple(t["name"] for t in op["tags"]))
+        for name, op in operations.items()
+    }
+    assert summary == {
+        "gatewaySendsCommands": ("send", "#/channels/commands", ("gateway",)),
+        "workerReceivesCommands": ("receive", "#/channels/commands", ("worker",)),
+        "workerSendsEvents": ("send", "#/channels/events", ("worker",)),
+        "workerSendsDeadLetters": ("send", "#/channels/deadLetters", ("worker",)),
+        "projectionsReceiveEvents": ("receive", "#/channels/events", ("gateway", "worker")),
+    }
+    group = operations["workerReceivesCommands"]["bindings"]["kafka"]["groupId"]
+    assert group["default"] == _default("consumer_group")

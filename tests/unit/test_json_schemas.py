@@ -1,0 +1,181 @@
+"""The committed JSON Schemas in ``schemas/json/`` match the models, and the models' messages.
+
+``jsonschema`` is not installed in the venv, so samples are not run through a JSON Schema
+validator; instead the tests check the structure a consumer relies on (required fields, the
+status enum, the ``type`` and ``schemaVersion`` constants) and that each sample's JSON has
+every required field, no field the schema does not list, and the constant values.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from schemas.commands import StopJob, SubmitJob
+from schemas.events import JobStatusChanged, event_id_for
+from schemas.jobs import JobView
+from schemas.status import JobStatus
+from tests.unit.factories import job_request, submit_command
+from worker.schema_export import DEFAULT_DIRECTORY, json_schemas, render
+
+REGENERATE = "run `.venv/bin/python -m worker.schema_export` and commit schemas/json/"
+MESSAGES: dict[str, type[BaseModel]] = {
+    "SubmitJob": SubmitJob,
+    "StopJob": StopJob,
+    "JobStatusChanged": JobStatusChanged,
+}
+STATUSES = [status.value for status in JobStatus]
+
+
+def _schema_version(model: type[BaseModel]) -> object:
+    return model.model_fields["schema_version"].default
+
+
+def _samples() -> dict[str, BaseModel]:
+    now = datetime.now(UTC)
+    submit = submit_command()
+    view = JobView.submitted(submit.job_id, submit.tenant, job_request(), now)
+    started = view.model_copy(update={"status": JobStatus.STARTING})
+    return {
+        "SubmitJob": submit,
+        "StopJob": StopJob(
+            command_id=uuid.uuid4().hex, job_id=submit.job_id, tenant="local", issued_at=now
+        ),
+        "JobStatusChanged": JobStatusChanged(
+            event_id=event_id_for(submit.job_id, 2),
+            job_id=submit.job_id,
+            tenant="local",
+            sequence=2,
+            previous_status=JobStatus.SUBMITTED,
+            status=JobStatus.STARTING,
+            trigger="start",
+            job=started,
+            occurred_at=now,
+        ),
+        "JobView": started,
+    }
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        assert ref.startswith("#/$defs/"), f"unexpected $ref {ref}"
+        schema = root["$defs"][ref.removeprefix("#/$defs/")]
+    return schema
+
+
+def _check_object(value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any]) -> None:
+    """``value`` has the required fields, only listed fields, and the constants; recursively."""
+    schema = _resolve(schema, root)
+    assert schema["type"] == "object"
+    properties = schema["properties"]
+    assert set(schema["required"]) <= set(value), f"missing in {schema['title']}"
+    assert set(value) <= set(properties), f"unlisted in {schema['title']}"
+    for name, field in value.items():
+        declared = _resolve(properties[name], root)
+        if "const" in declared:
+            assert field == declared["const"], name
+        if "enum" in declared:
+            assert field in declared["enum"], name
+        if isinstance(field, dict):
+            _check_object(field, declared, root)
+
+
+def test_committed_files_equal_a_fresh_generation() -> None:
+    fresh = {name: render(schema) for name, schema in json_schemas().items()}
+    committed = {
+        path.name: path.read_text(encoding="utf-8") for path in DEFAULT_DIRECTORY.glob("*")
+    }
+    outdated = sorted(name for name in fresh if fresh[name] != committed.get(name))
+    assert not outdated, f"schemas/json/ is out of date ({', '.join(outdated)}): {REGENERATE}"
+    unknown = sorted(committed.keys() - fresh.keys())
+    assert not unknown, f"schemas/json/ has files no model generates, delete them: {unknown}"
+
+
+def test_the_expected_schemas_are_generated() -> None:
+    assert set(json_schemas()) == {
+        "SubmitJob.json",
+        "StopJob.json",
+        "Command.json",
+        "JobStatusChanged.json",
+        "JobView.json",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+def test_each_message_schema_carries_its_type_and_schema_version(name: str) -> None:
+    schema = json_schemas()[f"{name}.json"]
+    model = MESSAGES[name]
+    assert schema["properties"]["schemaVersion"]["const"] == _schema_version(model) == 1
+    assert schema["properties"]["type"]["const"] == name
+    assert {"schemaVersion", "type"} <= set(schema["required"])
+
+
+def test_command_schema_is_the_discriminated_union_with_the_same_version() -> None:
+    schema = json_schemas()["Command.json"]
+    assert schema["discriminator"]["propertyName"] == "type"
+    assert schema["discriminator"]["mapping"] == {
+        "SubmitJob": "#/$defs/SubmitJob",
+        "StopJob": "#/$defs/StopJob",
+    }
+    assert schema["oneOf"] == [{"$ref": "#/$defs/SubmitJob"}, {"$ref": "#/$defs/StopJob"}]
+    for name in ("SubmitJob", "StopJob"):
+        union_member = dict(schema["$defs"][name])
+        alone = json_schemas()[f"{name}.json"]
+        assert union_member["properties"] == alone["properties"]
+        assert union_member["required"] == alone["required"]
+
+
+def test_every_schema_names_its_dialect_and_title() -> None:
+    for name, schema in json_schemas().items():
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["title"] == name.removesuffix(".json")
+
+
+def test_every_field_is_required_because_publishers_write_every_field() -> None:
+    for name, schema in json_schemas().items():
+        for title, part in [(name, schema), *schema.get("$defs", {}).items()]:
+            if part.get("type") == "object":
+                assert set(part["required"]) == set(part["properties"]), title
+
+
+def test_statuses_are_an_enum_of_the_seven_statuses() -> None:
+    schema = json_schemas()["JobStatusChanged.json"]
+    assert schema["$defs"]["JobStatus"]["enum"] == STATUSES
+    assert schema["properties"]["status"] == {"$ref": "#/$defs/JobStatus"}
+    assert {"$ref": "#/$defs/JobStatus"} in schema["properties"]["previousStatus"]["anyOf"]
+    assert {"type": "null"} in schema["properties"]["previousStatus"]["anyOf"]
+    assert json_schemas()["JobView.json"]["$defs"]["JobStatus"]["enum"] == STATUSES
+
+
+def test_the_wire_shapes_are_described() -> None:
+    """Serialization mode: what ``model_dump_json`` writes, not what the models accept."""
+    submit = json_schemas()["SubmitJob.json"]
+    seconds = submit["$defs"]["JobRequest"]["properties"]["maximumExecutionTimeInSeconds"]
+    assert seconds["type"] == "string"
+    assert submit["properties"]["issuedAt"] == {
+        "format": "date-time",
+        "title": "Issuedat",
+        "type": "string",
+    }
+    event = json_schemas()["JobStatusChanged.json"]
+    assert event["properties"]["sequence"]["minimum"] == 1
+    assert event["properties"]["occurredAt"]["format"] == "date-time"
+
+
+@pytest.mark.parametrize("name", ["SubmitJob", "StopJob", "JobStatusChanged", "JobView"])
+def test_a_sample_message_fits_its_schema(name: str) -> None:
+    sample = json.loads(_samples()[name].model_dump_json())
+    schema = json_schemas()[f"{name}.json"]
+    _check_object(sample, schema, schema)
+
+
+@pytest.mark.parametrize("name", ["SubmitJob", "StopJob"])
+def test_a_sample_command_fits_the_union_schema(name: str) -> None:
+    sample = json.loads(_samples()[name].model_dump_json())
+    schema = json_schemas()["Command.json"]
+    branch = schema["discriminator"]["mapping"][sample["type"]]
+    _check_object(sample, {"$ref": branch}, schema)
