@@ -5,7 +5,18 @@ import sys
 
 import structlog
 
+from adapters.http.auth import redact
 from worker.settings import Settings
+
+
+def _redact_secrets(
+    _: structlog.typing.WrappedLogger, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """No token reaches a log line, whatever a caller or a library put into the event."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+    return event
 
 
 def configure_logging(settings: Settings) -> None:
@@ -23,6 +34,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            _redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
