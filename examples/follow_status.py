@@ -12,13 +12,14 @@ Each change prints as ``<occurredAt> <jobId> #<sequence> <previous> -> <status>`
 previous status, and a job's message, when it has one, follows in quotes.
 
 * It reads in its own consumer group (default ``jobmanager-follow-status``), so it never takes
-  records from the worker; offsets are auto-committed, so a restarted follower resumes where it
-  stopped. ``--from-beginning`` only matters for a group with no committed offsets yet.
+  records from the worker; offsets are committed after each printed batch, so a restarted
+  follower resumes where it stopped. ``--from-beginning`` only matters for a group with no
+  committed offsets yet.
 * Delivery is at least once and the worker re-publishes an event after a crash (same
   ``eventId`` and ``sequence``), so changes are deduplicated by (job id, sequence): a job's
   events share a partition and arrive in order, so remembering the highest sequence seen per
   job is enough.
-* Ctrl-C (or SIGTERM) stops it cleanly: the consumer commits and leaves its group. A second
+* Ctrl-C (or SIGTERM) stops it cleanly: the consumer leaves its group. A second
   Ctrl-C aborts at once.
 
 The defaults come from the Job Manager's variables: ``JOBMANAGER_KAFKA_BOOTSTRAP_SERVERS`` (or
@@ -86,7 +87,9 @@ async def follow(
         topic,
         bootstrap_servers=bootstrap_servers,
         group_id=group_id,
-        enable_auto_commit=True,
+        # Committed by hand after each printed batch: an auto-commit on stop can be lost in a
+        # rebalance, and a restarted follower would print old changes again.
+        enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
     seen = Deduplicator()
@@ -106,8 +109,10 @@ async def follow(
                         emit(format_change(event))
                         if until is not None and until(event):
                             stop.set()
+            if batches:
+                await consumer.commit()
     finally:
-        await consumer.stop()  # commits what was read and leaves the group
+        await consumer.stop()  # leaves the group
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:

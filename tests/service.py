@@ -64,6 +64,13 @@ class Service:
         headers = {"Content-Type": "application/json"} if data is not None else {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        return self.raw(method, path, data, headers)
+
+    def raw(
+        self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]
+    ) -> Response:
+        """One HTTP call with exactly these headers (a JSON body is assumed when data is set)."""
+        headers = {"Content-Type": "application/json", **headers} if data else dict(headers)
         request = urllib.request.Request(self.url + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:

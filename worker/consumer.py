@@ -72,6 +72,9 @@ class CommandLoop:
         self._catch_up = catch_up
         self._offsets = OffsetTracker()
         self._committed: dict[TopicPartition, int] = {}
+        # Set while the ledger holds every event of the assigned partitions' jobs.
+        self._ready = asyncio.Event()
+        self._generation = 0
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -88,9 +91,16 @@ class CommandLoop:
 
     async def run(self) -> None:
         while True:
+            generation = self._generation
             batches = await self._consumer.getmany(timeout_ms=200)
+            # aiokafka hands out a new assignment's records before on_partitions_assigned has
+            # finished, so nothing is handled until the ledger has caught up; records fetched
+            # across a rebalance are dropped: uncommitted, they are fetched again.
+            await self._ready.wait()
             for partition, records in batches.items():
                 for record in records:
+                    if generation != self._generation:
+                        break
                     await self._handle(partition, record.offset, record.key, record.value)
             await self._commit()
 
@@ -156,6 +166,8 @@ class CommandLoop:
         self._committed.update(offsets)
 
     async def _on_revoked(self, revoked: frozenset[TopicPartition]) -> None:
+        self._ready.clear()
+        self._generation += 1
         await self._runner.abandon(self._offsets.job_ids(revoked))
         await self._commit(only=revoked)
         self._offsets.forget(revoked)
@@ -165,6 +177,7 @@ class CommandLoop:
     async def _on_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         # The previous owner's events must be in the ledger before its commands are redelivered.
         await self._catch_up()
+        self._ready.set()
         log.info("partitions assigned", partitions=sorted(p.partition for p in assigned))
 
 
