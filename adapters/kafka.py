@@ -6,7 +6,7 @@ caused was acknowledged (see :mod:`worker.consumer`).
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -31,9 +31,13 @@ class Topics:
 
 
 async def ensure_topics(
-    bootstrap_servers: str, names: Iterable[str], partitions: int, replication_factor: int
+    bootstrap_servers: str,
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create the topics that are missing; an existing topic is left as it is."""
+    """Create the topics that are missing, with their ``configs``; existing ones are left alone."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -42,7 +46,15 @@ async def ensure_topics(
         if not missing:
             return
         response = await admin.create_topics(
-            [NewTopic(name, partitions, replication_factor) for name in missing]
+            [
+                NewTopic(
+                    name,
+                    partitions,
+                    replication_factor,
+                    topic_configs=dict((configs or {}).get(name, {})),
+                )
+                for name in missing
+            ]
         )
         for name, code, *message in response.topic_errors:
             if code not in (0, _TOPIC_ALREADY_EXISTS):

@@ -56,6 +56,8 @@ async def _wait_for_topics(settings: Settings) -> None:
                 names,
                 settings.topic_partitions,
                 settings.topic_replication_factor,
+                # The events topic is the job history the projections are rebuilt from.
+                {settings.events_topic: {"retention.ms": str(settings.events_retention_ms)}},
             )
             return
         except Exception as failure:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     consumer_group: str = "jobmanager-worker"
+    # -1 keeps every event: the events topic is the jobs' history (GET and idempotency read it).
+    events_retention_ms: int = Field(default=-1, ge=-1)
     broker_ack_timeout_seconds: float = Field(default=10.0, gt=0)
     catch_up_timeout_seconds: float = Field(default=120.0, gt=0)
 

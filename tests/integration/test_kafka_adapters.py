@@ -181,3 +181,21 @@ async def test_send_to_unreachable_broker_raises_broker_unavailable() -> None:
         finally:
             await producer.stop()
     assert time.monotonic() - began < ack_timeout + 2
+
+
+async def test_ensure_topics_applies_topic_configs(settings: Settings) -> None:
+    """A config given for a topic (the events topic's retention) is set on creation."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    name = settings.events_topic
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, [name], 1, 1, {name: {"retention.ms": "-1"}}
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    finally:
+        await admin.close()
+    [(_, _, _, _, entries)] = response.resources
+    assert {entry[0]: entry[1] for entry in entries}["retention.ms"] == "-1"
