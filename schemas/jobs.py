@@ -56,6 +56,8 @@ def _seconds_from_json(value: Any) -> int:
         raise ValueError('must be a whole number of seconds, as a string like "7200" or a number')
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 7200.0 is a whole number in JSON
     digits = value.strip() if isinstance(value, str) else ""
     if digits.isascii() and digits.isdigit():
         # Any count of digits is a number; beyond 12 it is certainly out of range anyway.

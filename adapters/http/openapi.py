@@ -103,7 +103,12 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "listJobs",
                     "summary": "The tenant's jobs, newest first.",
                     "parameters": [
-                        _query("pageNumber", {"type": "integer", "minimum": 0}, "0-based page."),
+                        _query(
+                            "pageNumber",
+                            {"type": "integer", "minimum": 0, "maximum": 9999},
+                            "0-based page. Only the first 10,000 jobs can be paged through "
+                            "(pageNumber × pageSize < 10000), as in MindSphere.",
+                        ),
                         _query(
                             "pageSize",
                             {"type": "integer", "minimum": 1, "maximum": 100},
@@ -153,6 +158,8 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
         "name": name,
         "in": "query",
         "required": False,
+        # An empty value means the default: MindSphere's SDK sends bare parameters.
+        "allowEmptyValue": True,
         "schema": schema,
         "description": description,
     }

@@ -333,7 +333,7 @@ async def test_submit_names_a_missing_field(api: Api, field: str) -> None:
 
 @pytest.mark.parametrize(
     "seconds",
-    [-1, 0, "0", "-5", 1.5, 7200.0, "abc", "", "72 00", True, False, None, 2**31, [7200]],
+    [-1, 0, "0", "-5", 1.5, 7200.5, "abc", "", "72 00", True, False, None, 2**31, [7200]],
     ids=repr,
 )
 async def test_submit_refuses_bad_maximum_execution_times(api: Api, seconds: Any) -> None:

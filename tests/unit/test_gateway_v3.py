@@ -277,3 +277,12 @@ async def test_submitted_command_carries_the_body(api: Api) -> None:
     assert command.request.model_dump(by_alias=True, mode="json") == {
         k: v for k, v in _body().items()
     }
+
+
+async def test_whole_float_seconds_are_accepted(api: Api) -> None:
+    """7200.0 is a whole number in JSON (and in the OpenAPI document), so it is accepted."""
+    response = await api.client.post(
+        JOBS, json=_body(maximumExecutionTimeInSeconds=7200.0), headers=_bearer()
+    )
+    assert response.status == 201
+    assert (await response.json())["maximumExecutionTimeInSeconds"] == "7200"
