@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from adapters.ports import BrokerUnavailable
 from schemas.commands import Command
-from schemas.events import JobStatusChanged
+from schemas.events import Event
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +124,7 @@ class KafkaEventPublisher:
         self._producer = producer
         self._topic = topic
 
-    async def publish(self, event: JobStatusChanged) -> None:
+    async def publish(self, event: Event) -> None:
         await self._producer.send(
             self._topic,
             event.job_id.encode(),

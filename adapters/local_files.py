@@ -141,8 +141,6 @@ class LocalEnvironmentProvider:
             raise NotFound(f"configuration {configuration_id} is not valid: {invalid}") from None
 
     async def start(self, job_id: str, configuration: EnvironmentConfiguration) -> Environment:
-        if configuration.engine != "local":
-            raise NotFound(f"engine {configuration.engine} is not available in this environment")
         workspace = self._home.workspace(job_id)
         await asyncio.to_thread(self._fresh_workspace, workspace)
         return Environment(id=f"local-{job_id}", workspace=workspace)

@@ -3,11 +3,13 @@
 They keep what was published, in order, and can be told to fail like a broker that is away.
 """
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adapters.ports import BrokerUnavailable
 from schemas.commands import Command
-from schemas.events import JobStatusChanged
+from schemas.events import Event
 
 
 @dataclass
@@ -23,13 +25,21 @@ class MemoryCommandPublisher:
 
 @dataclass
 class MemoryEventPublisher:
-    published: list[JobStatusChanged] = field(default_factory=list)
+    published: list[Event] = field(default_factory=list)
     unavailable: bool = False
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def publish(self, event: JobStatusChanged) -> None:
+    async def publish(self, event: Event) -> None:
         if self.unavailable:
             raise BrokerUnavailable("in-memory broker marked unavailable")
         self.published.append(event)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> None:
+        """Return once ``predicate(published)`` holds (callers bound the wait)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: predicate(self.published))
 
 
 @dataclass

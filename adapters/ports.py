@@ -4,15 +4,15 @@ Each docstring states the guarantee an implementation must give; the in-memory v
 :mod:`adapters.memory` and the real ones are checked against the same expectations.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from schemas.commands import Command
-from schemas.events import JobStatusChanged
+from schemas.events import Event
 from schemas.jobs import EnvironmentConfiguration, JobRecord, JobView
-from schemas.notes import Note, NoteRun
+from schemas.notes import Note, NoteRun, ParagraphResult
 
 
 class BrokerUnavailable(Exception):
@@ -40,7 +40,7 @@ class EventPublisher(Protocol):
     Events of one job are appended in the order ``publish`` is awaited (one partition per job).
     """
 
-    async def publish(self, event: JobStatusChanged) -> None: ...
+    async def publish(self, event: Event) -> None: ...
 
 
 class DeadLetterPublisher(Protocol):
@@ -57,6 +57,10 @@ class JobViewReader(Protocol):
     def get(self, tenant: str, job_id: str) -> JobView | None: ...
 
     def list(self, tenant: str) -> Sequence[JobView]: ...
+
+    def paragraphs(self, tenant: str, job_id: str) -> tuple[ParagraphResult, ...] | None:
+        """The job's finished paragraphs, or None when there is no such job for the tenant."""
+        ...
 
 
 class ProjectionStore(JobViewReader, Protocol):
@@ -115,11 +119,57 @@ class EnvironmentProvider(Protocol):
     async def stop(self, environment: Environment) -> None: ...
 
 
-class ExecutionEngine(Protocol):
-    """Runs every enabled paragraph of a note, in order, in the workspace.
+ParagraphListener = Callable[[ParagraphResult], Awaitable[None]]
 
-    Cancelling ``run`` stops all execution (no process is left behind) before the cancellation
-    propagates.
+
+class EngineSession(Protocol):
+    """An engine started for one job: state (variables, imports) persists across paragraphs.
+
+    ``run`` executes every enabled paragraph of the note in order and calls ``on_paragraph``
+    after each one finishes (FINISHED, ERROR, ABORT or SKIPPED). A failing paragraph does not
+    stop the run unless the configuration says ``"onParagraphError": "stop"`` (then the rest are
+    SKIPPED). Cancelling ``run`` interrupts the running paragraph and returns control within
+    5 s, leaving no process behind. ``close`` is idempotent and releases everything.
     """
 
-    async def run(self, note: Note, workspace: Path, variables: Mapping[str, str]) -> NoteRun: ...
+    async def run(self, note: Note, on_paragraph: ParagraphListener | None = None) -> NoteRun: ...
+
+    async def close(self) -> None: ...
+
+
+class EnvironmentLocks(Protocol):
+    """One environment per configuration at a time, across every worker process.
+
+    ``claim`` queues the job for the configuration and returns once the claim is visible in
+    ``queue`` (so it is ordered after every earlier claim of any worker); a job's repeated claim
+    keeps its place. ``queue`` lists unreleased claims in order; ``wait_for`` returns once the
+    predicate holds, re-checked whenever claims change. ``release`` is idempotent.
+    """
+
+    async def claim(self, tenant: str, configuration_id: str, job_id: str) -> None: ...
+
+    async def release(self, tenant: str, configuration_id: str, job_id: str) -> None: ...
+
+    def queue(self, tenant: str, configuration_id: str) -> tuple[str, ...]: ...
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None: ...
+
+
+class ExecutionEngine(Protocol):
+    """Starts an engine session for a job in its workspace (the note's working directory).
+
+    ``variables`` (``jobId``, ``inputFolder``, ``outputFolder``, ``datasetName``) are visible to
+    the note as environment variables and through ``z.input``. ``start`` raises ``EngineError``
+    with a message fit for the job's ``message`` when the engine cannot start.
+    """
+
+    async def start(
+        self,
+        workspace: Path,
+        variables: Mapping[str, str],
+        configuration: EnvironmentConfiguration,
+    ) -> EngineSession: ...
+
+
+class EngineError(Exception):
+    """The engine could not start or lost its runtime; the message says why."""

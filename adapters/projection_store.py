@@ -6,6 +6,7 @@ It is rebuilt from the events topic at start-up, so it holds nothing Kafka does 
 from collections.abc import Sequence
 
 from schemas.jobs import JobRecord, JobView
+from schemas.notes import ParagraphResult
 
 
 class MemoryProjectionStore:
@@ -21,6 +22,10 @@ class MemoryProjectionStore:
     def get(self, tenant: str, job_id: str) -> JobView | None:
         record = self._records.get(job_id)
         return record.view if record is not None and record.tenant == tenant else None
+
+    def paragraphs(self, tenant: str, job_id: str) -> tuple[ParagraphResult, ...] | None:
+        record = self._records.get(job_id)
+        return record.paragraphs if record is not None and record.tenant == tenant else None
 
     def list(self, tenant: str) -> Sequence[JobView]:
         views = [r.view for r in self._records.values() if r.tenant == tenant]

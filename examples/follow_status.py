@@ -105,6 +105,8 @@ async def follow(
                         where = f"{record.topic}/{record.partition}/{record.offset}"
                         print(f"skipped unreadable record {where}: {invalid}", file=sys.stderr)
                         continue
+                    if not isinstance(event, JobStatusChanged):
+                        continue  # JobProgressed: steps and paragraphs, not status changes
                     if seen.is_new(event):
                         emit(format_change(event))
                         if until is not None and until(event):

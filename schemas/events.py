@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from schemas.jobs import CamelModel, JobView, Timestamp
+from schemas.notes import ParagraphResult
 from schemas.status import JobStatus
 
 _EVENT_NAMESPACE = uuid.UUID("6f1f4a52-3c56-4f7e-9a43-0b0f5a3c2e11")
@@ -35,5 +36,25 @@ class JobStatusChanged(CamelModel):
     occurred_at: Timestamp
 
 
-Event = Annotated[JobStatusChanged, Field(discriminator="type")]
+class JobProgressed(CamelModel):
+    """Progress within a status: a new step message, or a paragraph that finished.
+
+    Not a move: ``status`` is the job's unchanged status. It shares the job's sequence with the
+    status changes, so readers fold both in one order.
+    """
+
+    schema_version: Literal[1] = 1
+    type: Literal["JobProgressed"] = "JobProgressed"
+    event_id: str
+    job_id: str
+    tenant: str
+    sequence: int = Field(ge=1)
+    status: JobStatus
+    message: str
+    paragraph: ParagraphResult | None = None
+    job: JobView
+    occurred_at: Timestamp
+
+
+Event = Annotated[JobStatusChanged | JobProgressed, Field(discriminator="type")]
 EVENTS: TypeAdapter[Event] = TypeAdapter(Event)

@@ -15,6 +15,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from schemas.notes import ParagraphResult
 from schemas.status import JobStatus
 
 
@@ -193,6 +194,7 @@ class JobRecord(CamelModel):
     view: JobView
     sequence: int = Field(ge=0)
     tenant: str
+    paragraphs: tuple[ParagraphResult, ...] = ()
 
 
 class EnvironmentConfiguration(CamelModel):
@@ -240,3 +242,32 @@ class JobPage(CamelModel):
     number: int
     number_of_elements: int
     sort: SortInfo
+
+
+class ParagraphView(CamelModel):
+    """One paragraph's result as ``GET /jobs/{id}/paragraphs`` shows it (an extension)."""
+
+    index: int
+    id: str
+    label: str
+    interpreter: str
+    status: str
+    output: str
+    error: str | None
+    error_name: str | None = None
+    error_value: str | None = None
+    traceback: str | None = None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+    @classmethod
+    def of(cls, result: ParagraphResult) -> "ParagraphView":
+        return cls.model_validate(result.model_dump())
+
+
+class JobParagraphs(CamelModel):
+    """The paragraphs that finished so far, in run order."""
+
+    job_id: str
+    status: JobStatus
+    paragraphs: tuple[ParagraphView, ...]

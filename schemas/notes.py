@@ -7,12 +7,14 @@ are the same JSON shape. Only what is needed to run a note is kept: stale ``stat
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 # Zeppelin's own default group is `spark` (zeppelin.interpreter.group.default); this job manager
 # embeds a Python environment, so notes that do not name a default group run as Python.
@@ -20,8 +22,10 @@ DEFAULT_INTERPRETER_GROUP = "python"
 
 #: Upper bound, in UTF-8 bytes, of ``ParagraphResult.output`` (marker included).
 MAX_OUTPUT_BYTES = 64 * 1024
-#: Upper bound, in UTF-8 bytes, of ``ParagraphResult.error``.
+#: Upper bound, in UTF-8 bytes, of ``ParagraphResult.error``, ``error_name`` and ``error_value``.
 MAX_ERROR_BYTES = 8 * 1024
+#: Upper bound, in UTF-8 bytes, of ``ParagraphResult.traceback`` (its end is kept).
+MAX_TRACEBACK_BYTES = 16 * 1024
 TRUNCATED_MARKER = "…[truncated]\n"
 
 # Zeppelin's interpreter prefix (ParagraphTextParser), e.g. `%python`, `%spark.pyspark`.
@@ -225,6 +229,59 @@ def parse_note(raw: bytes | str) -> Note:
     )
 
 
+# Dynamic forms (Zeppelin's display/Input.java): `${name}`, `${name=default}`,
+# `${name(Label)=default}`, `${name=default,a|b(B)}` (select), `${checkbox( or ):name=a|b,a|b|c}`,
+# `${password:name}`; `_${...}` is a hidden form, `$${...}` a note form.
+_FORM = re.compile(r"([_])?[$][{]([^=}]*([=][^}]*)?)[}]")
+_NOTE_FORM = re.compile(r"([_])?[$]{2}[{]([^=}]*([=][^}]*)?)[}]")
+_FORM_TYPE = re.compile(r"([^:()]*)\s*([(][^()]*[)])?\s*:(.*)")
+_FORM_NAME = re.compile(r"([^(]*)\s*[(]([^)]*)[)]")
+
+
+def _expand_form(match: re.Match[str], params: Mapping[str, str], note_form: bool) -> str:
+    """The value a form stands for: ``params[name]``, else its default, else ""."""
+    start = match.start()
+    if not note_form and start > 0 and match.string[start - 1] == "$":
+        return match.group(0)  # the tail of a `$${...}` note form: not a paragraph form
+    body = match.group(2)
+    equals = body.find("=")
+    name_part, value_part = (body[:equals], body[equals + 1 :]) if equals > 0 else (body, None)
+    form_type, argument = None, None
+    typed = _FORM_TYPE.search(name_part.strip())
+    if typed is not None:
+        form_type = typed.group(1).strip()
+        argument = typed.group(2).strip()[1:-1] if typed.group(2) else None
+        name_part = typed.group(3)
+        if form_type not in ("checkbox", "password"):
+            return match.group(0)  # Zeppelin rejects the paragraph; e.g. bash's ${HOME:-x}
+    named = _FORM_NAME.search(name_part.strip())
+    name = (named.group(1) if named else name_part).strip()
+    if name in params:
+        return params[name]
+    if value_part is None:
+        return ""
+    options = value_part.find(",")
+    default = value_part[:options] if options >= 0 else value_part
+    if form_type == "checkbox":
+        checked = [item.strip() for item in default.split("|") if item.strip()]
+        return (argument if argument is not None else ",").join(checked)
+    return default
+
+
+def apply_simple_forms(script: str, params: Mapping[str, str]) -> str:
+    """Replace dynamic forms in ``script`` by their values, as Zeppelin's SIMPLE form type does.
+
+    Note forms (`$${...}`) first, then paragraph forms (`${...}`); a value is ``params[name]``
+    when present, else the form's default (checkbox defaults joined by the form's delimiter),
+    else "". Unlike Zeppelin, values are not expanded again and a form of an unknown type
+    (e.g. bash's `${HOME:-x}`) is left as it is instead of failing the paragraph.
+    """
+    if "${" not in script:
+        return script
+    script = _NOTE_FORM.sub(lambda match: _expand_form(match, params, True), script)
+    return _FORM.sub(lambda match: _expand_form(match, params, False), script)
+
+
 class ParagraphStatus(StrEnum):
     FINISHED = "FINISHED"
     ERROR = "ERROR"
@@ -257,10 +314,16 @@ class ParagraphResult(BaseModel):
 
     ``output`` keeps the last :data:`MAX_OUTPUT_BYTES` (a cut is marked with
     :data:`TRUNCATED_MARKER` at the start); ``error`` is the short reason, e.g.
-    "ZeroDivisionError: division by zero" or "ExitValue: 2".
+    "ZeroDivisionError: division by zero" or "ExitValue: 2". For a Python exception,
+    ``error_name``/``error_value`` are its class name and message and ``traceback`` is the
+    plain-text traceback (its last :data:`MAX_TRACEBACK_BYTES`); they are None otherwise.
+    SKIPPED paragraphs (not run because an earlier one failed) have no times.
     """
 
-    model_config = ConfigDict(frozen=True)
+    # camelCase on the wire (it travels inside JobProgressed events), snake_case in Python.
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
+    )
 
     index: int
     id: str
@@ -271,16 +334,24 @@ class ParagraphResult(BaseModel):
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    error_name: str | None = None
+    error_value: str | None = None
+    traceback: str | None = None
 
     @field_validator("output")
     @classmethod
     def _bound_output(cls, value: str) -> str:
         return _keep_tail(value, MAX_OUTPUT_BYTES)
 
-    @field_validator("error")
+    @field_validator("error", "error_name", "error_value")
     @classmethod
     def _bound_error(cls, value: str | None) -> str | None:
         return None if value is None else _keep_head(value, MAX_ERROR_BYTES)
+
+    @field_validator("traceback")
+    @classmethod
+    def _bound_traceback(cls, value: str | None) -> str | None:
+        return None if value is None else _keep_tail(value, MAX_TRACEBACK_BYTES)
 
     @property
     def failed(self) -> bool:

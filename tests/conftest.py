@@ -30,6 +30,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         commands_topic=f"test.{suffix}.commands",
         events_topic=f"test.{suffix}.events",
         dead_letter_topic=f"test.{suffix}.commands.dlq",
+        environments_topic=f"test.{suffix}.environments",
         consumer_group=f"test-{suffix}",
         topic_partitions=3,
         jwt_secret=secrets.token_urlsafe(32),  # type: ignore[arg-type]

@@ -9,6 +9,9 @@ import structlog
 from aiohttp import web
 
 from adapters.engine_local import LocalNoteEngine
+from adapters.engine_zeppelin import ZeppelinEngine
+from adapters.engines import EngineByConfiguration
+from adapters.environment_locks import KafkaEnvironmentLocks
 from adapters.http.auth import Authenticator, AuthSettings
 from adapters.http.gateway import Gateway, GatewayLimits
 from adapters.kafka import (
@@ -26,7 +29,8 @@ from adapters.local_files import (
     LocalHome,
     LocalModelStore,
 )
-from adapters.ports import BrokerUnavailable
+from adapters.mindsphere import MindSphereFolderStore, MindSphereModelStore
+from adapters.ports import BrokerUnavailable, FolderStore, ModelStore
 from adapters.projection_store import MemoryProjectionStore
 from statemachine import JobMachine
 from worker.consumer import CommandLoop
@@ -47,7 +51,12 @@ class Roles:
 
 
 async def _wait_for_topics(settings: Settings) -> None:
-    names = (settings.commands_topic, settings.events_topic, settings.dead_letter_topic)
+    names = (
+        settings.commands_topic,
+        settings.events_topic,
+        settings.dead_letter_topic,
+        settings.environments_topic,
+    )
     deadline = asyncio.get_running_loop().time() + BROKER_WAIT_SECONDS
     while True:
         try:
@@ -57,7 +66,12 @@ async def _wait_for_topics(settings: Settings) -> None:
                 settings.topic_partitions,
                 settings.topic_replication_factor,
                 # The events topic is the job history the projections are rebuilt from.
-                {settings.events_topic: {"retention.ms": str(settings.events_retention_ms)}},
+                {
+                    settings.events_topic: {"retention.ms": str(settings.events_retention_ms)},
+                    settings.environments_topic: {
+                        "retention.ms": str(settings.events_retention_ms)
+                    },
+                },
             )
             return
         except Exception as failure:
@@ -92,7 +106,20 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
         log.info("projection caught up", jobs=len(projection.store))  # type: ignore[arg-type]
 
         if roles.worker:
-            loop = _command_loop(settings, producer, projection, reader)
+            lock_reader = EventReader(settings.kafka_bootstrap_servers, settings.environments_topic)
+            await lock_reader.start()
+            stack.push_async_callback(_quietly, "environment claims reader", lock_reader.stop)
+            locks = KafkaEnvironmentLocks(
+                producer,
+                lock_reader,
+                settings.environments_topic,
+                settings.catch_up_timeout_seconds,
+            )
+            claims = asyncio.create_task(locks.follow(), name="environment-claims")
+            stack.push_async_callback(_cancel, claims)
+            watched.append(claims)
+            await lock_reader.caught_up(settings.catch_up_timeout_seconds)
+            loop = _command_loop(settings, producer, projection, reader, locks)
             await loop.start()
             stack.push_async_callback(
                 _quietly, "command loop", lambda: loop.stop(settings.shutdown_grace_seconds)
@@ -146,16 +173,22 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
 
 
 def _command_loop(
-    settings: Settings, producer: KafkaProducer, ledger: Projection, reader: EventReader
+    settings: Settings,
+    producer: KafkaProducer,
+    ledger: Projection,
+    reader: EventReader,
+    locks: KafkaEnvironmentLocks,
 ) -> CommandLoop:
     home = LocalHome(settings.home)
     mover = Mover(JobMachine(), KafkaEventPublisher(producer, settings.events_topic), ledger)
+    models, folders = _stores(settings, home)
     runner = JobRunner(
         mover,
-        LocalModelStore(home),
-        LocalFolderStore(home),
+        models,
+        folders,
         LocalEnvironmentProvider(home),
-        LocalNoteEngine(),
+        EngineByConfiguration({"local": LocalNoteEngine(), "zeppelin": ZeppelinEngine()}),
+        locks,
         settings.worker_concurrency,
     )
     return CommandLoop(
@@ -169,6 +202,26 @@ def _command_loop(
         runner,
         KafkaDeadLetterPublisher(producer, settings.dead_letter_topic),
         lambda: reader.caught_up(settings.catch_up_timeout_seconds),
+    )
+
+
+def _stores(settings: Settings, home: LocalHome) -> tuple[ModelStore, FolderStore]:
+    if settings.stores == "local":
+        return LocalModelStore(home), LocalFolderStore(home)
+    if settings.mindsphere_url is None or settings.mindsphere_token is None:
+        raise SystemExit(
+            "JOBMANAGER_STORES=mindsphere needs JOBMANAGER_MINDSPHERE_URL and "
+            "JOBMANAGER_MINDSPHERE_TOKEN"
+        )
+    token = settings.mindsphere_token.get_secret_value()
+
+    async def technical_token(_tenant: str) -> str:
+        return token
+
+    timeout = settings.mindsphere_timeout_seconds
+    return (
+        MindSphereModelStore(settings.mindsphere_url, technical_token, timeout=timeout),
+        MindSphereFolderStore(settings.mindsphere_url, technical_token, timeout=timeout),
     )
 
 

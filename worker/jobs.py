@@ -13,7 +13,10 @@ from typing import TypeVar
 import structlog
 
 from adapters.ports import (
+    EngineError,
+    EngineSession,
     Environment,
+    EnvironmentLocks,
     EnvironmentProvider,
     ExecutionEngine,
     FolderStore,
@@ -22,7 +25,7 @@ from adapters.ports import (
 )
 from schemas.commands import StopJob, SubmitJob
 from schemas.jobs import EnvironmentConfiguration, JobRecord
-from schemas.notes import InvalidNote, Note, NoteRun
+from schemas.notes import InvalidNote, Note, NoteRun, ParagraphResult
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES
 from worker.moves import Mover
@@ -34,6 +37,13 @@ T = TypeVar("T")
 STOP_REQUESTED_MESSAGE = "Stop requested."
 STOPPED_MESSAGE = "Job stopped on request."
 SUCCEEDED_MESSAGE = "Notebook execution finished successfully."
+VALIDATING_MESSAGE = "Validating inputs."
+PREPARING_MESSAGE = "Preparing inputs."
+RUNNING_MESSAGE = "Started notebook execution."
+STORING_MESSAGE = "Storing outputs."
+ENVIRONMENT_BUSY_MESSAGE = (
+    "Failed to start environment [An environment has already been started for the configuration]"
+)
 WORKER_LOST_MESSAGE = "The worker running this job was lost before the job finished."
 
 
@@ -49,12 +59,26 @@ class ConflictingSubmit(CommandRefused):
     """A SubmitJob reuses a job id (an Idempotency-Key) with a different request."""
 
 
+class _StepFailed(Exception):
+    """A step failed; the message is the job's message for it."""
+
+
 class StopRequested(Exception):
     """A user asked to stop the job while it was waiting or running."""
 
 
 class TimeLimitExceeded(Exception):
     """The note ran longer than ``maximumExecutionTimeInSeconds``."""
+
+
+def _variables(command: SubmitJob, environment: Environment) -> dict[str, str]:
+    """What the note sees as job variables (environment variables and ``z.input``)."""
+    return {
+        "jobId": command.job_id,
+        "inputFolder": str(environment.workspace / "input"),
+        "outputFolder": str(environment.workspace / "output"),
+        "datasetName": command.request.input_folder_id,
+    }
 
 
 @dataclass
@@ -79,6 +103,7 @@ class JobRunner:
         folders: FolderStore,
         environments: EnvironmentProvider,
         engine: ExecutionEngine,
+        locks: EnvironmentLocks,
         concurrency: int,
     ) -> None:
         self._mover = mover
@@ -86,6 +111,7 @@ class JobRunner:
         self._folders = folders
         self._environments = environments
         self._engine = engine
+        self._locks = locks
         self._slots = asyncio.Semaphore(concurrency)
         self.active: dict[str, ActiveJob] = {}
 
@@ -155,26 +181,75 @@ class JobRunner:
             if status is not JobStatus.SUBMITTED:
                 await self._end_orphan(active, status)
                 return
+            # Claimed first, so claims queue in the order the commands came; cancellation (a
+            # hand-over) skips the release on purpose: the next owner decides.
+            configuration_id = command.request.configuration_id
+            await self._locks.claim(command.tenant, configuration_id, command.job_id)
             try:
-                await self._interruptible(active, self._slots.acquire())
+                await self._progress(active, VALIDATING_MESSAGE)
+                try:
+                    note, configuration = await self._validate(command)
+                except (NotFound, InvalidNote, OSError) as invalid:
+                    # OSError: a model or configuration that exists but cannot be read.
+                    await self._finish(active, Outcome("fail", f"Invalid inputs [{invalid}]"))
+                else:
+                    if await self._environment_is_ours(active, configuration):
+                        await self._interruptible(active, self._slots.acquire())
+                        try:
+                            await self._steps(active, note, configuration)
+                        finally:
+                            self._slots.release()
             except StopRequested:
-                await self._advance(active, "stopped", message=STOPPED_MESSAGE, stopping=True)
-                return
-            try:
-                await self._steps(active)
-            finally:
-                self._slots.release()
+                # A stop while waiting (for the environment or a slot) or between steps.
+                await self._finish(active, Outcome("stopped", STOPPED_MESSAGE))
+            await self._locks.release(command.tenant, configuration_id, command.job_id)
 
-    async def _steps(self, active: ActiveJob) -> None:
+    async def _environment_is_ours(
+        self, active: ActiveJob, configuration: EnvironmentConfiguration
+    ) -> bool:
+        """Wait for the configuration's environment (``whenBusy: queue``) or fail at once.
+
+        The holder is the first claim whose job is not final, so a crashed holder's claim stops
+        counting as soon as its job is ended, even if its release never came.
+        """
+        tenant, job_id = active.command.tenant, active.command.job_id
+
+        def holder() -> str:
+            for claimant in self._locks.queue(tenant, configuration.id):
+                record = self._mover.record(claimant)
+                if claimant == job_id or record is None or record.view.status not in FINAL_STATUSES:
+                    return claimant
+            return job_id
+
+        current = holder()
+        if current == job_id:
+            return True
+        if (configuration.model_extra or {}).get("whenBusy", "fail") != "queue":
+            await self._advance(active, "start", message="Starting environment.")
+            await self._finish(active, Outcome("fail", ENVIRONMENT_BUSY_MESSAGE))
+            return False
+        await self._progress(
+            active,
+            f"Waiting for the environment of configuration {configuration.id}, "
+            f"in use by job {current}.",
+        )
+        while holder() != job_id:
+            # Claims changing wakes us; the periodic re-check covers a holder that ended
+            # without a release reaching the topic.
+            with contextlib.suppress(TimeLimitExceeded):
+                await self._interruptible(
+                    active,
+                    self._locks.wait_for(lambda: holder() == job_id),
+                    limit_seconds=1.0,
+                )
+        return True
+
+    async def _steps(
+        self, active: ActiveJob, note: Note, configuration: EnvironmentConfiguration
+    ) -> None:
         command = active.command
         request = command.request
         tenant = command.tenant
-        try:
-            note, configuration = await self._validate(command)
-        except (NotFound, InvalidNote, OSError) as invalid:
-            # OSError: a model or configuration that exists but cannot be read.
-            await self._finish(active, Outcome("fail", f"Invalid inputs [{invalid}]"))
-            return
         try:
             await self._advance(active, "start", message="Starting environment.")
         except StopRequested:
@@ -182,32 +257,51 @@ class JobRunner:
             return
 
         environment: Environment | None = None
+        session: EngineSession | None = None
         messages: list[str] = []
         outcome: Outcome
         try:
-            environment = await self._interruptible(
-                active, self._environments.start(command.job_id, configuration)
-            )
-            await self._interruptible(
-                active,
-                self._folders.download(
-                    tenant, request.input_folder_id, environment.workspace / "input"
-                ),
-            )
+            try:
+                environment = await self._interruptible(
+                    active, self._environments.start(command.job_id, configuration)
+                )
+                session = await self._interruptible(
+                    active,
+                    self._engine.start(
+                        environment.workspace, _variables(command, environment), configuration
+                    ),
+                )
+            except (NotFound, OSError, EngineError) as failure:
+                raise _StepFailed(f"Failed to start environment [{failure}]") from failure
+            await self._progress(active, PREPARING_MESSAGE)
+            try:
+                await self._interruptible(
+                    active,
+                    self._folders.download(
+                        tenant, request.input_folder_id, environment.workspace / "input"
+                    ),
+                )
+            except (NotFound, OSError) as failure:
+                raise _StepFailed(f"Failed to prepare inputs [{failure}]") from failure
             await self._advance(
-                active, "run", message="Started notebook execution.", environment_id=environment.id
+                active, "run", message=RUNNING_MESSAGE, environment_id=environment.id
             )
-            outcome = await self._execute(active, note, environment)
+            outcome = await self._execute(active, note, session)
         except StopRequested:
             outcome = Outcome("stopped", STOPPED_MESSAGE)
-        except (NotFound, OSError) as failure:
-            phase = "start environment" if environment is None else "prepare inputs"
-            outcome = Outcome("fail", f"Failed to {phase} [{failure}]")
+        except _StepFailed as failure:
+            outcome = Outcome("fail", str(failure))
         except Exception as failure:
             log.exception("job step failed unexpectedly")
             outcome = Outcome("fail", f"Internal error [{failure!r}]")
 
+        if session is not None:
+            try:
+                await session.close()
+            except (OSError, EngineError) as failure:
+                log.error("engine session did not close", error=str(failure))
         if environment is not None:
+            await self._progress(active, STORING_MESSAGE, keep_stop=True)
             try:
                 await self._folders.upload(
                     environment.workspace / "output", tenant, request.output_folder_id
@@ -239,17 +333,16 @@ class JobRunner:
                 raise NotFound(f"{role} folder {folder_id} not found")
         return note, configuration
 
-    async def _execute(self, active: ActiveJob, note: Note, environment: Environment) -> Outcome:
+    async def _execute(self, active: ActiveJob, note: Note, session: EngineSession) -> Outcome:
+        """Run the note within the time limit, which counts engine time only."""
         limit = active.command.request.maximum_execution_time_in_seconds
-        workspace = environment.workspace
-        variables = {
-            "jobId": active.command.job_id,
-            "inputFolder": str(workspace / "input"),
-            "outputFolder": str(workspace / "output"),
-        }
+
+        async def paragraph_done(result: ParagraphResult) -> None:
+            await self._progress(active, None, paragraph=result, keep_stop=True)
+
         try:
             run: NoteRun = await self._interruptible(
-                active, self._engine.run(note, workspace, variables), limit_seconds=limit
+                active, session.run(note, paragraph_done), limit_seconds=limit
             )
         except TimeLimitExceeded:
             message = f"Maximum execution time of {limit} seconds exceeded."
@@ -273,14 +366,33 @@ class JobRunner:
     async def _end_orphan(self, active: ActiveJob, status: JobStatus) -> None:
         """A job another worker began and never ended: end it, once, with a clear message."""
         record = self._mover.record(active.command.job_id)
-        user_stop = record is not None and record.view.message == STOP_REQUESTED_MESSAGE
+        assert record is not None, "an orphan has a record"
+        user_stop = record.view.message == STOP_REQUESTED_MESSAGE
         async with active.lock:
             if status is JobStatus.STOPPING and user_stop:
                 await self._mover.move(active.command.job_id, "stopped", message=STOPPED_MESSAGE)
             else:
                 await self._mover.move(active.command.job_id, "fail", message=WORKER_LOST_MESSAGE)
+        # The lost worker cannot release its claim any more; its job being final frees it too.
+        await self._locks.release(
+            active.command.tenant, record.view.configuration_id, active.command.job_id
+        )
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _progress(
+        self,
+        active: ActiveJob,
+        message: str | None,
+        *,
+        paragraph: ParagraphResult | None = None,
+        keep_stop: bool = False,
+    ) -> None:
+        """Publish progress within the current status (never a move)."""
+        async with active.lock:
+            if active.stop_requested.is_set() and not keep_stop:
+                raise StopRequested
+            await self._mover.progress(active.command.job_id, message, paragraph)
 
     async def _advance(
         self,

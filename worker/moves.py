@@ -1,15 +1,16 @@
 """Applying a move: check it with the machine, publish it, then record it in the ledger."""
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
 
-from adapters.ports import BrokerUnavailable, EventPublisher
+from adapters.ports import EventPublisher
+from adapters.retry import until_acknowledged
 from schemas.commands import SubmitJob
-from schemas.events import JobStatusChanged, event_id_for
+from schemas.events import Event, JobProgressed, JobStatusChanged, event_id_for
 from schemas.jobs import JobRecord, JobView
+from schemas.notes import ParagraphResult
 from schemas.status import JobStatus
 from statemachine import IllegalMove, JobMachine
 from worker.projection import Projection
@@ -84,6 +85,42 @@ class Mover:
         view = record.view.model_copy(update=changes)
         return await self._publish(view, current, trigger, record.sequence + 1, record.tenant)
 
+    async def progress(
+        self, job_id: str, message: str | None, paragraph: ParagraphResult | None = None
+    ) -> JobRecord:
+        """Publish a step message or a finished paragraph; the status does not change."""
+        record = self.record(job_id)
+        if record is None:
+            raise KeyError(job_id)
+        view = record.view
+        if message is not None:
+            view = view.model_copy(update={"message": message})
+        sequence = record.sequence + 1
+        event = JobProgressed(
+            event_id=event_id_for(job_id, sequence),
+            job_id=job_id,
+            tenant=record.tenant,
+            sequence=sequence,
+            status=view.status,
+            message=view.message,
+            paragraph=paragraph,
+            job=view,
+            occurred_at=self._clock(),
+        )
+        await self._publish_until_acknowledged(event)
+        folded = self.ledger.apply(event)
+        log.info(
+            "job progressed",
+            job_id=job_id,
+            tenant=record.tenant,
+            status=view.status,
+            sequence=sequence,
+            message=view.message,
+            paragraph=None if paragraph is None else paragraph.label,
+            paragraph_status=None if paragraph is None else paragraph.status,
+        )
+        return folded
+
     async def _publish(
         self,
         view: JobView,
@@ -117,21 +154,8 @@ class Mover:
         )
         return record
 
-    async def _publish_until_acknowledged(self, event: JobStatusChanged) -> None:
-        # The move is decided; giving up would leave the job without its next status. Retrying
-        # with the same event id and sequence is safe: readers ignore what they already folded.
-        backoff = 0.5
-        while True:
-            try:
-                await self._publisher.publish(event)
-                return
-            except BrokerUnavailable as failure:
-                log.warning(
-                    "event not acknowledged; retrying",
-                    job_id=event.job_id,
-                    sequence=event.sequence,
-                    retry_in_seconds=backoff,
-                    error=str(failure),
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+    async def _publish_until_acknowledged(self, event: Event) -> None:
+        await until_acknowledged(
+            lambda: self._publisher.publish(event),
+            what=f"{event.type} {event.job_id}/{event.sequence}",
+        )

@@ -1,4 +1,4 @@
-"""The projection: job records folded from ``JobStatusChanged`` events."""
+"""The projection: job records folded from the events topic."""
 
 import asyncio
 
@@ -7,13 +7,13 @@ from pydantic import ValidationError
 
 from adapters.kafka import EventReader
 from adapters.ports import ProjectionStore
-from schemas.events import EVENTS, JobStatusChanged
+from schemas.events import EVENTS, Event, JobProgressed
 from schemas.jobs import JobRecord
 
 log = structlog.get_logger(__name__)
 
 
-def apply(record: JobRecord | None, event: JobStatusChanged) -> JobRecord:
+def apply(record: JobRecord | None, event: Event) -> JobRecord:
     """Fold one event into a job's record. Pure.
 
     Events at or below the record's sequence are redeliveries or re-publishes after a crash and
@@ -21,7 +21,12 @@ def apply(record: JobRecord | None, event: JobStatusChanged) -> JobRecord:
     """
     if record is not None and event.sequence <= record.sequence:
         return record
-    return JobRecord(view=event.job, sequence=event.sequence, tenant=event.tenant)
+    paragraphs = record.paragraphs if record is not None else ()
+    if isinstance(event, JobProgressed) and event.paragraph is not None:
+        paragraphs = (*paragraphs, event.paragraph)
+    return JobRecord(
+        view=event.job, sequence=event.sequence, tenant=event.tenant, paragraphs=paragraphs
+    )
 
 
 class Projection:
@@ -30,7 +35,7 @@ class Projection:
     def __init__(self, store: ProjectionStore) -> None:
         self.store = store
 
-    def apply(self, event: JobStatusChanged) -> JobRecord:
+    def apply(self, event: Event) -> JobRecord:
         current = self.store.record(event.job_id)
         folded = apply(current, event)
         if folded is not current:

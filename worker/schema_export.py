@@ -27,7 +27,8 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import core_schema
 
 from schemas.commands import COMMANDS, StopJob, SubmitJob
-from schemas.events import JobStatusChanged
+from schemas.environments import ENVIRONMENT_MESSAGES, EnvironmentClaimed, EnvironmentReleased
+from schemas.events import EVENTS, JobProgressed, JobStatusChanged
 from schemas.jobs import JobView
 
 #: Where the generated files are committed.
@@ -40,7 +41,10 @@ _MODELS: dict[str, type[BaseModel]] = {
     "SubmitJob": SubmitJob,
     "StopJob": StopJob,
     "JobStatusChanged": JobStatusChanged,
+    "JobProgressed": JobProgressed,
     "JobView": JobView,
+    "EnvironmentClaimed": EnvironmentClaimed,
+    "EnvironmentReleased": EnvironmentReleased,
 }
 
 
@@ -98,7 +102,10 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     generators: dict[str, _Generate] = {
         name: model.model_json_schema for name, model in _MODELS.items()
     }
-    generators["Command"] = COMMANDS.json_schema  # the discriminated union SubmitJob | StopJob
+    # The discriminated unions a consumer of each topic decodes, dispatching on ``type``.
+    generators["Command"] = COMMANDS.json_schema  # SubmitJob | StopJob
+    generators["Event"] = EVENTS.json_schema  # JobStatusChanged | JobProgressed
+    generators["EnvironmentMessage"] = ENVIRONMENT_MESSAGES.json_schema  # Claimed | Released
     return {f"{name}.json": _schema(name, generators[name]) for name in sorted(generators)}
 
 

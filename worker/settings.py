@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     commands_topic: str = "jobmanager.commands"
     events_topic: str = "jobmanager.events"
     dead_letter_topic: str = "jobmanager.commands.dlq"
+    environments_topic: str = "jobmanager.environments"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     consumer_group: str = "jobmanager-worker"
@@ -33,6 +34,12 @@ class Settings(BaseSettings):
     catch_up_timeout_seconds: float = Field(default=120.0, gt=0)
 
     worker_concurrency: int = Field(default=4, ge=1)
+    # Where models and data folders live: the local layout under ``home``, or MindSphere's
+    # Model Management and Data Exchange APIs at ``mindsphere_url`` with a technical token.
+    stores: Literal["local", "mindsphere"] = "local"
+    mindsphere_url: str | None = None
+    mindsphere_token: SecretStr | None = None
+    mindsphere_timeout_seconds: float = Field(default=30.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     jwt_secret: SecretStr | None = None

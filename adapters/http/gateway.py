@@ -22,7 +22,7 @@ from adapters.http.paging import PageRequest
 from adapters.http.ratelimit import RateLimiter
 from adapters.ports import BrokerUnavailable, CommandPublisher, JobViewReader
 from schemas.commands import StopJob, SubmitJob
-from schemas.jobs import JobRecord, JobRequest, JobView
+from schemas.jobs import JobParagraphs, JobRecord, JobRequest, JobView, ParagraphView
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES
 
@@ -82,6 +82,7 @@ class Gateway:
         app.router.add_get(f"{BASE}/jobs", self._guarded(self.list))
         app.router.add_get(f"{BASE}/jobs/{{id}}", self._guarded(self.get))
         app.router.add_post(f"{BASE}/jobs/{{id}}/stop", self._guarded(self.stop))
+        app.router.add_get(f"{BASE}/jobs/{{id}}/paragraphs", self._guarded(self.paragraphs))
         app.router.add_get(f"{BASE}/openapi.json", self.openapi)
         app.router.add_get("/healthz", self.health)
         return app
@@ -125,6 +126,16 @@ class Gateway:
 
     async def get(self, request: web.Request, caller: Principal) -> web.Response:
         return _json(self._job(request, caller.tenant))
+
+    async def paragraphs(self, request: web.Request, caller: Principal) -> web.Response:
+        view = self._job(request, caller.tenant)
+        results = self._jobs.paragraphs(caller.tenant, view.id) or ()
+        body = JobParagraphs(
+            job_id=view.id,
+            status=view.status,
+            paragraphs=tuple(ParagraphView.of(result) for result in results),
+        )
+        return web.json_response(text=body.model_dump_json())
 
     async def list(self, request: web.Request, caller: Principal) -> web.Response:
         page = PageRequest.from_query(request.query)

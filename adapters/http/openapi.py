@@ -5,7 +5,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from schemas.jobs import ErrorBody, JobPage, JobRequest, JobView
+from schemas.jobs import ErrorBody, JobPage, JobParagraphs, JobRequest, JobView
 from schemas.status import JobStatus
 
 BASE = "/api/jobmanager/v3"
@@ -59,6 +59,7 @@ def openapi_document() -> dict[str, Any]:
             (JobView, "serialization"),
             (JobPage, "serialization"),
             (ErrorBody, "serialization"),
+            (JobParagraphs, "serialization"),
         ],
         ref_template=_REF,
     )
@@ -130,6 +131,17 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "One job.",
                     "parameters": [_JOB_ID],
                     "responses": {"200": _json(JobView, "The job"), **_errors(404)},
+                }
+            },
+            f"{BASE}/jobs/{{id}}/paragraphs": {
+                "get": {
+                    "operationId": "getJobParagraphs",
+                    "summary": "Per-paragraph results of a job (an extension of Job Manager v3).",
+                    "parameters": [_JOB_ID],
+                    "responses": {
+                        "200": _json(JobParagraphs, "The paragraphs finished so far"),
+                        **_errors(404),
+                    },
                 }
             },
             f"{BASE}/jobs/{{id}}/stop": {

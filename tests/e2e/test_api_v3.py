@@ -44,6 +44,16 @@ def _resources(service: Service, note: Path, tenant: str = "local") -> dict[str,
     }
 
 
+def _queue_when_busy(service: Service, configuration_id: str) -> None:
+    """Make the configuration queue jobs while its environment is busy."""
+    path = (
+        Path(service.env["JOBMANAGER_HOME"])
+        / "tenants/local/configurations"
+        / f"{configuration_id}.json"
+    )
+    path.write_text(json.dumps({"name": "queued", "engine": "local", "whenBusy": "queue"}))
+
+
 def _slow_note(tmp_path: Path) -> Path:
     note = tmp_path / "slow.zpln"
     note.write_text(json.dumps(SLOW_NOTE))
@@ -54,6 +64,7 @@ def test_stop_in_each_status_a_test_can_reach(service: Service, tmp_path: Path) 
     """Stop: STOPPING for RUNNING and SUBMITTED jobs, the job when STOPPING, 409 when final."""
     token = service.cli("token")
     body = _resources(service, _slow_note(tmp_path))
+    _queue_when_busy(service, body["configurationId"])
     running = service.request("POST", JOBS, body, token).body
     waiting = service.request("POST", JOBS, body, token).body
     service.wait_for_status(running["id"], token, {"RUNNING"})
@@ -127,6 +138,8 @@ def test_filters_paging_and_idempotent_resubmit(service: Service) -> None:
     failing = {
         **body,
         "modelId": service.cli("models", "add", str(FIXTURES / "notes/failing.zpln")),
+        # Its own configuration: one environment per configuration at a time.
+        "configurationId": service.cli("configurations", "add", "--name", "second"),
     }
     keyed = service.raw(
         "POST", JOBS, json.dumps(body).encode(), {"Authorization": f"Bearer {token}",
@@ -161,3 +174,23 @@ def test_filters_paging_and_idempotent_resubmit(service: Service) -> None:
     malformed = service.request("GET", f"{JOBS}?filter=%7Bnope", token=token)
     assert malformed.status == 400
     assert malformed.body["errors"][0]["message"].startswith("filter")
+
+
+def test_stop_while_starting_never_runs_the_note(service: Service, tmp_path: Path) -> None:
+    """A stop that lands in STARTING (the kernel is starting) ends STOPPED without RUNNING."""
+    token = service.cli("token")
+    body = _resources(service, _slow_note(tmp_path))
+    caught = None
+    for _attempt in range(8):
+        job = service.request("POST", JOBS, body, token).body
+        seen = service.wait_for_status(job["id"], token, {"STARTING", "RUNNING"})
+        stopped = service.request("POST", f"{JOBS}/{job['id']}/stop", token=token)
+        assert stopped.status == 200
+        final = service.wait_for_status(job["id"], token, FINAL, timeout=30)
+        assert final["status"] == "STOPPED"
+        if seen["status"] == "STARTING" and final["environmentId"] is None:
+            caught = final
+            break
+    assert caught is not None, "no attempt caught the job in STARTING"
+    paragraphs = service.request("GET", f"{JOBS}/{caught['id']}/paragraphs", token=token)
+    assert paragraphs.body["paragraphs"] == []

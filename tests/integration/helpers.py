@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from adapters.local_files import LocalHome
 from schemas.commands import SubmitJob
-from schemas.events import EVENTS, JobStatusChanged
+from schemas.events import EVENTS, Event
 from schemas.jobs import JobRequest
 from statemachine import FINAL_STATUSES
 
@@ -99,7 +99,7 @@ class TopicTail:
         return True
 
 
-def job_events(records: Records, job_id: str) -> list[JobStatusChanged]:
+def job_events(records: Records, job_id: str) -> list[Event]:
     """The events of one job, in the order read (which is the partition's order)."""
     return [EVENTS.validate_json(r.value) for r in records if r.key == job_id.encode()]
 

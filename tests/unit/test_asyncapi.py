@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from schemas.environments import lock_key
 from worker.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -54,6 +55,7 @@ def test_channel_addresses_are_the_default_topics() -> None:
         "commands": _default("commands_topic"),
         "events": _default("events_topic"),
         "deadLetters": _default("dead_letter_topic"),
+        "environments": _default("environments_topic"),
     }
     for channel in channels.values():
         assert channel["bindings"]["kafka"]["partitions"] == _default("topic_partitions")
@@ -77,8 +79,9 @@ def test_every_local_ref_resolves() -> None:
     ("channel", "messages"),
     [
         ("commands", {"SubmitJob", "StopJob"}),
-        ("events", {"JobStatusChanged"}),
+        ("events", {"JobStatusChanged", "JobProgressed"}),
         ("deadLetters", {"DeadLetter"}),
+        ("environments", {"EnvironmentClaimed", "EnvironmentReleased"}),
     ],
 )
 def test_each_channel_carries_its_messages(channel: str, messages: set[str]) -> None:
@@ -92,6 +95,7 @@ def test_messages_are_keyed_by_job_id_and_use_the_adapters_headers() -> None:
         "SubmitJob": {"type", "schema-version"},
         "StopJob": {"type", "schema-version"},
         "JobStatusChanged": {"type", "event-id"},
+        "JobProgressed": {"type", "event-id"},
         "DeadLetter": {"reason", "origin"},
     }
     for name, headers in expected_headers.items():
@@ -103,6 +107,32 @@ def test_messages_are_keyed_by_job_id_and_use_the_adapters_headers() -> None:
             assert message["payload"] == {"$ref": f"../schemas/json/{name}.json"}
             assert message["bindings"]["kafka"]["key"] == {"$ref": "#/components/schemas/JobIdKey"}
     assert schemas["CommandHeaders"]["properties"]["type"]["enum"] == ["SubmitJob", "StopJob"]
+    assert schemas["EventHeaders"]["properties"]["type"]["enum"] == [
+        "JobStatusChanged",
+        "JobProgressed",
+    ]
+
+
+def test_environment_messages_are_keyed_by_configuration_without_headers() -> None:
+    """``KafkaEnvironmentLocks`` keys claims by ``lock_key`` and sends no headers."""
+    components = _document()["components"]
+    assert lock_key("tenant", "config") == "tenant/config"
+    assert "<tenant>/<configurationId>" in components["schemas"]["EnvironmentKey"]["description"]
+    for name in ("EnvironmentClaimed", "EnvironmentReleased"):
+        message = components["messages"][name]
+        assert "headers" not in message
+        assert message["payload"] == {"$ref": f"../schemas/json/{name}.json"}
+        assert message["bindings"]["kafka"]["key"] == {
+            "$ref": "#/components/schemas/EnvironmentKey"
+        }
+
+
+def test_every_message_of_a_channel_is_a_component_with_its_name() -> None:
+    document = _document()
+    for channel in document["channels"].values():
+        for name, ref in channel["messages"].items():
+            assert ref == {"$ref": f"#/components/messages/{name}"}
+            assert document["components"]["messages"][name]["name"] == name
 
 
 def test_operations_gateway_sends_worker_receives_and_sends() -> None:
@@ -117,6 +147,32 @@ def test_operations_gateway_sends_worker_receives_and_sends() -> None:
         "workerSendsEvents": ("send", "#/channels/events", ("worker",)),
         "workerSendsDeadLetters": ("send", "#/channels/deadLetters", ("worker",)),
         "projectionsReceiveEvents": ("receive", "#/channels/events", ("gateway", "worker")),
+        "workerSendsEnvironmentClaims": ("send", "#/channels/environments", ("worker",)),
+        "workerReceivesEnvironmentClaims": ("receive", "#/channels/environments", ("worker",)),
     }
     group = operations["workerReceivesCommands"]["bindings"]["kafka"]["groupId"]
     assert group["default"] == _default("consumer_group")
+
+
+@pytest.mark.parametrize(
+    ("operation", "channel", "messages"),
+    [
+        ("workerSendsEvents", "events", ["JobStatusChanged", "JobProgressed"]),
+        ("projectionsReceiveEvents", "events", ["JobStatusChanged", "JobProgressed"]),
+        (
+            "workerSendsEnvironmentClaims",
+            "environments",
+            ["EnvironmentClaimed", "EnvironmentReleased"],
+        ),
+        (
+            "workerReceivesEnvironmentClaims",
+            "environments",
+            ["EnvironmentClaimed", "EnvironmentReleased"],
+        ),
+    ],
+)
+def test_operations_carry_every_message_of_their_channel(
+    operation: str, channel: str, messages: list[str]
+) -> None:
+    refs = [m["$ref"] for m in _document()["operations"][operation]["messages"]]
+    assert refs == [f"#/channels/{channel}/messages/{name}" for name in messages]

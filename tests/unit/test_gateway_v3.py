@@ -260,7 +260,12 @@ async def test_openapi_document_describes_every_route(api: Api) -> None:
     document = await response.json()
     assert response.status == 200
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {JOBS, f"{JOBS}/{{id}}", f"{JOBS}/{{id}}/stop"}
+    assert set(document["paths"]) == {
+        JOBS,
+        f"{JOBS}/{{id}}",
+        f"{JOBS}/{{id}}/stop",
+        f"{JOBS}/{{id}}/paragraphs",
+    }
     assert {"JobRequest", "JobView", "JobPage", "ErrorBody"} <= set(
         document["components"]["schemas"]
     )
@@ -286,3 +291,43 @@ async def test_whole_float_seconds_are_accepted(api: Api) -> None:
     )
     assert response.status == 201
     assert (await response.json())["maximumExecutionTimeInSeconds"] == "7200"
+
+
+async def test_paragraphs_of_a_job_are_listed_for_its_tenant_only(api: Api) -> None:
+    """GET /jobs/{id}/paragraphs shows folded paragraph results; another tenant gets 404."""
+    from schemas.events import JobProgressed
+    from schemas.notes import ParagraphResult, ParagraphStatus
+
+    job = await api.submit()
+    record = api.store.record(job["id"])
+    assert record is not None
+    result = ParagraphResult(
+        index=0, id="p1", label="Load", interpreter="python", status=ParagraphStatus.ERROR,
+        output="boom\n", error="ValueError: bad", started_at=None, finished_at=None,
+        error_name="ValueError", error_value="bad", traceback="Traceback ...",
+    )  # fmt: skip
+    api.projection.apply(
+        JobProgressed(
+            event_id="e",
+            job_id=job["id"],
+            tenant=TENANT,
+            sequence=1,
+            status=record.view.status,
+            message="",
+            paragraph=result,
+            job=record.view,
+            occurred_at=record.view.creation_date,
+        )
+    )
+
+    mine = await api.client.get(f"{JOBS}/{job['id']}/paragraphs", headers=_bearer())
+    theirs = await api.client.get(f"{JOBS}/{job['id']}/paragraphs", headers=_bearer("tenantb"))
+
+    body = await mine.json()
+    assert mine.status == 200
+    assert body["jobId"] == job["id"]
+    [paragraph] = body["paragraphs"]
+    assert paragraph["label"] == "Load"
+    assert paragraph["status"] == "ERROR"
+    assert paragraph["errorName"] == "ValueError"
+    await _error(theirs, 404)

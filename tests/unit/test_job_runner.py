@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from adapters.environment_locks import MemoryEnvironmentLocks
 from adapters.local_files import (
     LocalEnvironmentProvider,
     LocalFolderStore,
@@ -18,10 +19,11 @@ from adapters.local_files import (
     LocalModelStore,
 )
 from adapters.memory import MemoryEventPublisher
+from adapters.ports import EngineError, ParagraphListener
 from adapters.projection_store import MemoryProjectionStore
 from schemas.commands import StopJob, SubmitJob
-from schemas.events import JobStatusChanged, event_id_for
-from schemas.jobs import JobRecord, JobRequest, JobView
+from schemas.events import Event, JobProgressed, JobStatusChanged, event_id_for
+from schemas.jobs import EnvironmentConfiguration, JobRecord, JobRequest, JobView
 from schemas.notes import Note, NoteRun, ParagraphResult, ParagraphStatus
 from schemas.status import JobStatus
 from statemachine import TRANSITIONS, IllegalMove, JobMachine
@@ -64,6 +66,25 @@ FAILURE = NoteRun(
 )
 
 
+class FakeSession:
+    """The session a FakeEngine starts: runs through the engine, reports each paragraph."""
+
+    def __init__(self, engine: "FakeEngine", workspace: Path, variables: dict[str, str]) -> None:
+        self.engine = engine
+        self.workspace = workspace
+        self.variables = variables
+
+    async def run(self, note: Note, on_paragraph: ParagraphListener | None = None) -> NoteRun:
+        result = await self.engine.run(note, self.workspace, self.variables)
+        if on_paragraph is not None:
+            for paragraph in result.paragraphs:
+                await on_paragraph(paragraph)
+        return result
+
+    async def close(self) -> None:
+        self.engine.closed += 1
+
+
 class FakeEngine:
     """An ExecutionEngine that writes chosen output files, may block, then returns a chosen run."""
 
@@ -75,6 +96,8 @@ class FakeEngine:
         outputs: Mapping[str, str] | None = None,
         during_run: Callable[[], None] | None = None,
     ) -> None:
+        self.closed = 0
+        self.configurations: list[EnvironmentConfiguration] = []
         self.result = result
         self.block = block
         self.outputs = dict(outputs or {})
@@ -84,6 +107,15 @@ class FakeEngine:
         self.cancelled = False
         self.calls: list[tuple[str, Path, dict[str, str]]] = []
         self.inputs_seen: list[str] = []
+
+    async def start(
+        self,
+        workspace: Path,
+        variables: Mapping[str, str],
+        configuration: EnvironmentConfiguration,
+    ) -> FakeSession:
+        self.configurations.append(configuration)
+        return FakeSession(self, workspace, dict(variables))
 
     async def run(self, note: Note, workspace: Path, variables: Mapping[str, str]) -> NoteRun:
         self.calls.append((note.name, workspace, dict(variables)))
@@ -135,6 +167,7 @@ class World:
     events: MemoryEventPublisher
     projection: Projection
     mover: Mover
+    locks: MemoryEnvironmentLocks
 
     def runner(
         self, engine: FakeEngine, concurrency: int = 2, folders: LocalFolderStore | None = None
@@ -145,10 +178,11 @@ class World:
             folders or LocalFolderStore(self.home),
             LocalEnvironmentProvider(self.home),
             engine,
+            self.locks,
             concurrency=concurrency,
         )
 
-    def of(self, job_id: str) -> list[JobStatusChanged]:
+    def of(self, job_id: str) -> list[Event]:
         return [e for e in self.events.published if e.job_id == job_id]
 
 
@@ -160,11 +194,12 @@ def world(tmp_path: Path) -> World:
     home.create_folder(TENANT, "in-1")
     home.create_folder(TENANT, "out-1")
     (home.folder(TENANT, "in-1") / "data.csv").write_text("x\n1\n")
-    home.add_configuration(TENANT, "local python", "config-1")
+    for configuration in ("config-1", "config-2", "config-3"):
+        home.add_configuration(TENANT, "local python", configuration)
     events = MemoryEventPublisher()
     projection = Projection(MemoryProjectionStore())
     mover = Mover(JobMachine(), events, projection, clock=lambda: NOW)
-    return World(home, events, projection, mover)
+    return World(home, events, projection, mover, MemoryEnvironmentLocks())
 
 
 def _submit(job_id: str = "job-1", seconds: int = 7200, **request: str) -> SubmitJob:
@@ -189,19 +224,32 @@ def _stop(job_id: str = "job-1") -> StopJob:
     return StopJob(command_id=f"stop-{job_id}", job_id=job_id, tenant=TENANT, issued_at=NOW)
 
 
-def _check_history(events: list[JobStatusChanged], job_id: str, statuses: list[S]) -> None:
-    """Statuses as expected, sequences 1.., chained previous statuses, legal moves, stable ids."""
-    assert [e.status for e in events] == statuses
+def _check_history(events: list[Event], job_id: str, statuses: list[S]) -> None:
+    """Moves as expected, sequences 1.. over all events, chained statuses, legal moves, ids."""
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-    assert events[0].previous_status is None
-    for before, after in itertools.pairwise(events):
-        assert after.previous_status is before.status
-        assert (after.previous_status, after.status) in ALLOWED
     for event in events:
         assert event.job_id == event.job.id == job_id
         assert event.tenant == TENANT
         assert event.job.status is event.status
         assert event.event_id == event_id_for(job_id, event.sequence)
+    moves = [e for e in events if isinstance(e, JobStatusChanged)]
+    assert [e.status for e in moves] == statuses
+    assert moves[0].previous_status is None
+    for before, after in itertools.pairwise(moves):
+        assert after.previous_status is before.status
+        assert (after.previous_status, after.status) in ALLOWED
+    for progressed in (e for e in events if isinstance(e, JobProgressed)):
+        assert progressed.status is _status_before(events, progressed.sequence)
+
+
+def _status_before(events: list[Event], sequence: int) -> S:
+    """The status of the last move before ``sequence``: progress never changes it."""
+    moves = [e for e in events if isinstance(e, JobStatusChanged) and e.sequence < sequence]
+    return moves[-1].status
+
+
+def _moves(events: list[Event]) -> list[JobStatusChanged]:
+    return [e for e in events if isinstance(e, JobStatusChanged)]
 
 
 async def _finish(task: "asyncio.Task[None]") -> None:
@@ -226,7 +274,7 @@ async def test_successful_job_runs_through_to_succeeded(world: World) -> None:
     _check_history(events, "job-1", [S.SUBMITTED, S.STARTING, S.RUNNING, S.SUCCEEDED])
     assert events[-1].job.message == SUCCEEDED_MESSAGE
     assert events[0].job.environment_id is None
-    assert events[2].job.environment_id == "local-job-1"
+    assert _moves(events)[2].job.environment_id == "local-job-1"
     assert events[-1].job.environment_id == "local-job-1"
     assert (world.home.folder(TENANT, "out-1") / "result.txt").read_text() == "total=30\n"
     assert engine.inputs_seen == ["data.csv"]
@@ -238,7 +286,15 @@ async def test_successful_job_runs_through_to_succeeded(world: World) -> None:
     assert runner.active == {}
     record = world.mover.record("job-1")
     assert record is not None
-    assert (record.sequence, record.view.status) == (4, S.SUCCEEDED)
+    assert (record.sequence, record.view.status) == (len(events), S.SUCCEEDED)
+    assert [p.label for p in record.paragraphs] == ["Compute"]
+    messages = [e.message for e in events if isinstance(e, JobProgressed)]
+    assert messages == [
+        "Validating inputs.",
+        "Preparing inputs.",
+        "Started notebook execution.",
+        "Storing outputs.",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -327,8 +383,8 @@ async def test_stop_while_running_cancels_the_engine(world: World) -> None:
 
     events = world.of("job-1")
     _check_history(events, "job-1", [S.SUBMITTED, S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED])
-    assert events[3].job.message == STOP_REQUESTED_MESSAGE
-    assert events[4].job.message == STOPPED_MESSAGE
+    assert _moves(events)[3].job.message == STOP_REQUESTED_MESSAGE
+    assert _moves(events)[4].job.message == STOPPED_MESSAGE
     assert engine.cancelled
     assert runner.active == {}
 
@@ -361,7 +417,7 @@ async def test_second_stop_publishes_nothing_more(world: World) -> None:
     await runner.stop(_stop())
     await _finish(task)
 
-    assert [e.status for e in world.of("job-1")].count(S.STOPPING) == 1
+    assert [e.status for e in _moves(world.of("job-1"))].count(S.STOPPING) == 1
 
 
 async def test_stop_while_waiting_for_a_slot_never_starts(world: World) -> None:
@@ -372,7 +428,7 @@ async def test_stop_while_waiting_for_a_slot_never_starts(world: World) -> None:
     runner._slots = slots  # observe when the second job queues for the slot
     first = await runner.submit(_submit("job-1"))
     await _started(first_engine)
-    second = await runner.submit(_submit("job-2"))
+    second = await runner.submit(_submit("job-2", configuration_id="config-2"))
     await asyncio.wait_for(slots.waiting.wait(), DEADLINE)
 
     await runner.stop(_stop("job-2"))
@@ -386,7 +442,7 @@ async def test_stop_while_waiting_for_a_slot_never_starts(world: World) -> None:
     await _finish(first)
     _check_history(world.of("job-1"), "job-1", [S.SUBMITTED, S.STARTING, S.RUNNING, S.SUCCEEDED])
     # The stopped waiter took no slot with it: a third job still gets to run.
-    third = await runner.submit(_submit("job-3"))
+    third = await runner.submit(_submit("job-3", configuration_id="config-3"))
     await _finish(third)
     assert world.of("job-3")[-1].status is S.SUCCEEDED
 
@@ -399,8 +455,9 @@ async def test_time_limit_aborts_then_fails(world: World) -> None:
 
     events = world.of("job-1")
     _check_history(events, "job-1", [S.SUBMITTED, S.STARTING, S.RUNNING, S.STOPPING, S.FAILED])
-    assert events[3].trigger == "abort"
-    assert "1 seconds" in events[3].job.message
+    moves = _moves(events)
+    assert moves[3].trigger == "abort"
+    assert "1 seconds" in moves[3].job.message
     assert events[-1].job.message == "Maximum execution time of 1 seconds exceeded."
     assert engine.cancelled
 
@@ -495,10 +552,12 @@ async def test_submit_after_a_crash_before_start_runs_the_job(world: World) -> N
     await _finish(await world.runner(FakeEngine()).submit(_submit()))
 
     events = world.events.published
-    assert [(e.sequence, e.previous_status, e.status) for e in events] == [
-        (2, S.SUBMITTED, S.STARTING),
-        (3, S.STARTING, S.RUNNING),
-        (4, S.RUNNING, S.SUCCEEDED),
+    assert events[0].sequence == 2, "the sequence continues after the ledger's SUBMITTED"
+    assert [e.sequence for e in events] == list(range(2, len(events) + 2))
+    assert [(e.previous_status, e.status) for e in _moves(events)] == [
+        (S.SUBMITTED, S.STARTING),
+        (S.STARTING, S.RUNNING),
+        (S.RUNNING, S.SUCCEEDED),
     ]
 
 
@@ -582,7 +641,7 @@ async def test_unreadable_model_fails_the_job(world: World) -> None:
     await asyncio.wait({task}, timeout=DEADLINE)
 
     assert task.done()
-    assert [e.status for e in world.of("job-1")] == [S.SUBMITTED, S.FAILED]
+    assert [e.status for e in _moves(world.of("job-1"))] == [S.SUBMITTED, S.FAILED]
 
 
 async def test_commands_of_another_tenant_touch_nothing(world: World) -> None:
@@ -600,3 +659,71 @@ async def test_commands_of_another_tenant_touch_nothing(world: World) -> None:
         await runner.stop(intruder_stop)
 
     assert world.events.published == published
+
+
+async def test_busy_configuration_fails_the_second_job_with_the_seed_message(world: World) -> None:
+    """A second job on a busy configuration fails with MindSphere's exact message."""
+    engine = FakeEngine(block=True)
+    runner = world.runner(engine)
+    first = await runner.submit(_submit("job-1"))
+    await _started(engine)
+
+    await _finish(await runner.submit(_submit("job-2")))
+
+    second = world.of("job-2")
+    _check_history(second, "job-2", [S.SUBMITTED, S.STARTING, S.FAILED])
+    assert second[-1].job.message == (
+        "Failed to start environment "
+        "[An environment has already been started for the configuration]"
+    )
+    assert world.locks.queue(TENANT, "config-1") == ("job-1",)
+    engine.release.set()
+    await _finish(first)
+    assert world.locks.queue(TENANT, "config-1") == ()
+
+
+async def test_queue_policy_runs_jobs_in_submission_order(world: World) -> None:
+    """With whenBusy=queue, later jobs wait in SUBMITTED naming the holder, then run in order."""
+    configuration = world.home.configuration_file(TENANT, "config-1")
+    configuration.write_text('{"name": "queued", "engine": "local", "whenBusy": "queue"}')
+    engine = FakeEngine(block=True)
+    runner = world.runner(engine, concurrency=3)
+    first = await runner.submit(_submit("job-1"))
+    await _started(engine)
+    second = await runner.submit(_submit("job-2"))
+    third = await runner.submit(_submit("job-3"))
+
+    def waiting(events: list[Event]) -> bool:
+        return {
+            e.job_id
+            for e in events
+            if isinstance(e, JobProgressed) and "in use by job job-1" in e.message
+        } == {"job-2", "job-3"}
+
+    await asyncio.wait_for(world.events.wait_for(waiting), DEADLINE)
+    assert _moves(world.of("job-2"))[-1].status is S.SUBMITTED
+    engine.release.set()
+    await asyncio.gather(*(_finish(task) for task in (first, second, third)))
+
+    started = [
+        e.job_id
+        for e in world.events.published
+        if isinstance(e, JobStatusChanged) and e.status is S.STARTING
+    ]
+    assert started == ["job-1", "job-2", "job-3"]
+    for job_id in ("job-1", "job-2", "job-3"):
+        assert _moves(world.of(job_id))[-1].status is S.SUCCEEDED
+
+
+async def test_engine_start_failure_fails_with_the_environment_message(world: World) -> None:
+    """An engine that cannot start ends the job FAILED with 'Failed to start environment [...]'."""
+
+    class BrokenEngine(FakeEngine):
+        async def start(self, *args: object, **kwargs: object) -> FakeSession:
+            raise EngineError("kernel died")
+
+    await _finish(await world.runner(BrokenEngine()).submit(_submit()))
+
+    events = world.of("job-1")
+    _check_history(events, "job-1", [S.SUBMITTED, S.STARTING, S.FAILED])
+    assert events[-1].job.message == "Failed to start environment [kernel died]"

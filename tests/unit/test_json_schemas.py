@@ -15,8 +15,10 @@ import pytest
 from pydantic import BaseModel
 
 from schemas.commands import StopJob, SubmitJob
-from schemas.events import JobStatusChanged, event_id_for
+from schemas.environments import EnvironmentClaimed, EnvironmentReleased
+from schemas.events import JobProgressed, JobStatusChanged, event_id_for
 from schemas.jobs import JobView
+from schemas.notes import ParagraphResult, ParagraphStatus
 from schemas.status import JobStatus
 from tests.unit.factories import job_request, submit_command
 from worker.schema_export import DEFAULT_DIRECTORY, json_schemas, render
@@ -26,6 +28,15 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "SubmitJob": SubmitJob,
     "StopJob": StopJob,
     "JobStatusChanged": JobStatusChanged,
+    "JobProgressed": JobProgressed,
+    "EnvironmentClaimed": EnvironmentClaimed,
+    "EnvironmentReleased": EnvironmentReleased,
+}
+#: File stem of each discriminated union → its members, in the union's order.
+UNIONS: dict[str, tuple[str, ...]] = {
+    "Command": ("SubmitJob", "StopJob"),
+    "Event": ("JobStatusChanged", "JobProgressed"),
+    "EnvironmentMessage": ("EnvironmentClaimed", "EnvironmentReleased"),
 }
 STATUSES = [status.value for status in JobStatus]
 
@@ -39,6 +50,19 @@ def _samples() -> dict[str, BaseModel]:
     submit = submit_command()
     view = JobView.submitted(submit.job_id, submit.tenant, job_request(), now)
     started = view.model_copy(update={"status": JobStatus.STARTING})
+    running = view.model_copy(update={"status": JobStatus.RUNNING, "message": "Running."})
+    paragraph = ParagraphResult(
+        index=0,
+        id="paragraph_1",
+        label="paragraph 1",
+        interpreter="python",
+        status=ParagraphStatus.FINISHED,
+        output="42\n",
+        error=None,
+        started_at=now,
+        finished_at=now,
+    )
+    claim = {"tenant": "local", "configuration_id": "config-1", "job_id": submit.job_id}
     return {
         "SubmitJob": submit,
         "StopJob": StopJob(
@@ -55,7 +79,30 @@ def _samples() -> dict[str, BaseModel]:
             job=started,
             occurred_at=now,
         ),
+        "JobProgressed": JobProgressed(
+            event_id=event_id_for(submit.job_id, 4),
+            job_id=submit.job_id,
+            tenant="local",
+            sequence=4,
+            status=JobStatus.RUNNING,
+            message="Running.",
+            paragraph=paragraph,
+            job=running,
+            occurred_at=now,
+        ),
+        "JobProgressedStep": JobProgressed(
+            event_id=event_id_for(submit.job_id, 3),
+            job_id=submit.job_id,
+            tenant="local",
+            sequence=3,
+            status=JobStatus.RUNNING,
+            message="Started notebook execution.",
+            job=running,
+            occurred_at=now,
+        ),
         "JobView": started,
+        "EnvironmentClaimed": EnvironmentClaimed(**claim, occurred_at=now),
+        "EnvironmentReleased": EnvironmentReleased(**claim, occurred_at=now),
     }
 
 
@@ -67,6 +114,18 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _nullable(schema: dict[str, Any], root: dict[str, Any], value: object) -> dict[str, Any]:
+    """The branch of an ``anyOf`` with null that ``value`` takes (the schema itself otherwise)."""
+    if "anyOf" not in schema:
+        return schema
+    branches = [_resolve(branch, root) for branch in schema["anyOf"]]
+    if value is None:
+        assert {"type": "null"} in branches
+        return {"type": "null"}
+    (taken,) = [branch for branch in branches if branch != {"type": "null"}]
+    return taken
+
+
 def _check_object(value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any]) -> None:
     """``value`` has the required fields, only listed fields, and the constants; recursively."""
     schema = _resolve(schema, root)
@@ -75,7 +134,7 @@ def _check_object(value: dict[str, Any], schema: dict[str, Any], root: dict[str,
     assert set(schema["required"]) <= set(value), f"missing in {schema['title']}"
     assert set(value) <= set(properties), f"unlisted in {schema['title']}"
     for name, field in value.items():
-        declared = _resolve(properties[name], root)
+        declared = _nullable(_resolve(properties[name], root), root, field)
         if "const" in declared:
             assert field == declared["const"], name
         if "enum" in declared:
@@ -101,7 +160,12 @@ def test_the_expected_schemas_are_generated() -> None:
         "StopJob.json",
         "Command.json",
         "JobStatusChanged.json",
+        "JobProgressed.json",
+        "Event.json",
         "JobView.json",
+        "EnvironmentClaimed.json",
+        "EnvironmentReleased.json",
+        "EnvironmentMessage.json",
     }
 
 
@@ -114,15 +178,14 @@ def test_each_message_schema_carries_its_type_and_schema_version(name: str) -> N
     assert {"schemaVersion", "type"} <= set(schema["required"])
 
 
-def test_command_schema_is_the_discriminated_union_with_the_same_version() -> None:
-    schema = json_schemas()["Command.json"]
+@pytest.mark.parametrize("union", sorted(UNIONS))
+def test_union_schemas_are_discriminated_unions_of_the_message_schemas(union: str) -> None:
+    schema = json_schemas()[f"{union}.json"]
+    members = UNIONS[union]
     assert schema["discriminator"]["propertyName"] == "type"
-    assert schema["discriminator"]["mapping"] == {
-        "SubmitJob": "#/$defs/SubmitJob",
-        "StopJob": "#/$defs/StopJob",
-    }
-    assert schema["oneOf"] == [{"$ref": "#/$defs/SubmitJob"}, {"$ref": "#/$defs/StopJob"}]
-    for name in ("SubmitJob", "StopJob"):
+    assert schema["discriminator"]["mapping"] == {name: f"#/$defs/{name}" for name in members}
+    assert schema["oneOf"] == [{"$ref": f"#/$defs/{name}"} for name in members]
+    for name in members:
         union_member = dict(schema["$defs"][name])
         alone = json_schemas()[f"{name}.json"]
         assert union_member["properties"] == alone["properties"]
@@ -149,6 +212,10 @@ def test_statuses_are_an_enum_of_the_seven_statuses() -> None:
     assert {"$ref": "#/$defs/JobStatus"} in schema["properties"]["previousStatus"]["anyOf"]
     assert {"type": "null"} in schema["properties"]["previousStatus"]["anyOf"]
     assert json_schemas()["JobView.json"]["$defs"]["JobStatus"]["enum"] == STATUSES
+    progressed = json_schemas()["JobProgressed.json"]
+    assert progressed["$defs"]["JobStatus"]["enum"] == STATUSES
+    assert progressed["properties"]["status"] == {"$ref": "#/$defs/JobStatus"}
+    assert "previousStatus" not in progressed["properties"]
 
 
 def test_the_wire_shapes_are_described() -> None:
@@ -164,18 +231,46 @@ def test_the_wire_shapes_are_described() -> None:
     event = json_schemas()["JobStatusChanged.json"]
     assert event["properties"]["sequence"]["minimum"] == 1
     assert event["properties"]["occurredAt"]["format"] == "date-time"
+    progressed = json_schemas()["JobProgressed.json"]
+    assert progressed["properties"]["sequence"]["minimum"] == 1
+    assert progressed["properties"]["paragraph"]["anyOf"] == [
+        {"$ref": "#/$defs/ParagraphResult"},
+        {"type": "null"},
+    ]
+    assert "paragraph" in progressed["required"]  # written as null when there is none
+    for name in ("EnvironmentClaimed", "EnvironmentReleased"):
+        claim = json_schemas()[f"{name}.json"]
+        assert claim["properties"]["occurredAt"]["format"] == "date-time"
+        assert {"tenant", "configurationId", "jobId"} <= set(claim["required"])
 
 
-@pytest.mark.parametrize("name", ["SubmitJob", "StopJob", "JobStatusChanged", "JobView"])
+SAMPLES = [*MESSAGES, "JobProgressedStep", "JobView"]
+
+
+def _schema_name(sample: str) -> str:
+    return "JobProgressed" if sample == "JobProgressedStep" else sample
+
+
+@pytest.mark.parametrize("name", SAMPLES)
 def test_a_sample_message_fits_its_schema(name: str) -> None:
     sample = json.loads(_samples()[name].model_dump_json())
-    schema = json_schemas()[f"{name}.json"]
+    schema = json_schemas()[f"{_schema_name(name)}.json"]
     _check_object(sample, schema, schema)
 
 
-@pytest.mark.parametrize("name", ["SubmitJob", "StopJob"])
-def test_a_sample_command_fits_the_union_schema(name: str) -> None:
+def test_the_progress_samples_cover_a_paragraph_and_a_step() -> None:
+    samples = _samples()
+    assert json.loads(samples["JobProgressed"].model_dump_json())["paragraph"] is not None
+    assert json.loads(samples["JobProgressedStep"].model_dump_json())["paragraph"] is None
+
+
+@pytest.mark.parametrize(
+    ("union", "name"),
+    [(union, name) for union, members in sorted(UNIONS.items()) for name in members]
+    + [("Event", "JobProgressedStep")],
+)
+def test_a_sample_message_fits_its_union_schema(union: str, name: str) -> None:
     sample = json.loads(_samples()[name].model_dump_json())
-    schema = json_schemas()["Command.json"]
+    schema = json_schemas()[f"{union}.json"]
     branch = schema["discriminator"]["mapping"][sample["type"]]
     _check_object(sample, {"$ref": branch}, schema)

@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.notes import (
+    MAX_ERROR_BYTES,
     MAX_OUTPUT_BYTES,
+    MAX_TRACEBACK_BYTES,
     TRUNCATED_MARKER,
     InvalidNote,
     Note,
@@ -17,6 +19,7 @@ from schemas.notes import (
     Paragraph,
     ParagraphResult,
     ParagraphStatus,
+    apply_simple_forms,
     parse_note,
 )
 
@@ -299,3 +302,50 @@ def test_note_run_without_failures() -> None:
     assert run.failed == ()
     assert run.failure_summary() == ""
     assert ParagraphStatus("ABORT") is ParagraphStatus.ABORT
+
+
+def test_error_details_default_to_none_and_are_bounded() -> None:
+    """error_name/error_value/traceback are optional; long values are cut to their bounds."""
+    plain = _result(0, "p", ParagraphStatus.ERROR, "ExitValue: 2")
+    assert (plain.error_name, plain.error_value, plain.traceback) == (None, None, None)
+
+    fields = plain.model_dump(by_alias=False)
+    traceback = "".join(f"  frame {i}\n" for i in range(5000)) + "ValueError: boom\n"
+    result = ParagraphResult(
+        **{**fields, "error_name": "ValueError", "error_value": "v" * 20000, "traceback": traceback}
+    )
+
+    assert result.error_name == "ValueError"
+    assert result.error_value is not None
+    assert len(result.error_value.encode()) <= MAX_ERROR_BYTES
+    assert result.traceback is not None
+    assert len(result.traceback.encode()) <= MAX_TRACEBACK_BYTES
+    assert result.traceback.startswith(TRUNCATED_MARKER)
+    assert result.traceback.endswith("ValueError: boom\n")  # the end matters most
+    assert ParagraphResult.model_validate_json(result.model_dump_json()) == result
+
+
+PARAMS = {"inputFolder": "in-1", "jobId": "job-1", "empty": ""}
+
+
+@pytest.mark.parametrize(
+    ("script", "expanded"),
+    [
+        ("ls ${inputFolder}", "ls in-1"),
+        ("${inputFolder=x} ${missing=x} ${missing}", "in-1 x "),
+        ("${inputFolder(Input folder)=x} ${missing(Label)=dflt}", "in-1 dflt"),
+        ("${empty=x}", ""),  # a value present but empty wins over the default
+        ("${mode=fast,fast|slow(Slow)}", "fast"),  # select: the default is before the comma
+        ("${checkbox:days=mon|tue,mon|tue|wed}", "mon,tue"),
+        ("${checkbox( or ):days=mon|tue,mon|tue|wed}", "mon or tue"),
+        ("${checkbox:jobId=a,a|b}", "job-1"),
+        ("${password:jobId} ${password:missing}", "job-1 "),
+        ("_${inputFolder} hidden", "in-1 hidden"),
+        ("$${jobId} note form, $${missing=n}", "job-1 note form, n"),
+        ("echo ${HOME:-x} $HOME ${#x}", "echo ${HOME:-x} $HOME "),  # unknown type kept
+        ("no forms here", "no forms here"),
+    ],
+)
+def test_simple_forms(script: str, expanded: str) -> None:
+    """Dynamic forms expand like Zeppelin's SIMPLE forms, from the job's variables."""
+    assert apply_simple_forms(script, PARAMS) == expanded

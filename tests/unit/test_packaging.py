@@ -64,3 +64,25 @@ def test_domain_imports_no_io_libraries() -> None:
                         else [node.module or ""]
                     )
                     assert not {n.split(".")[0] for n in names} & io_libraries, path
+
+
+def test_every_subpackage_ships_in_the_wheel(tmp_path: Path) -> None:
+    """A built wheel carries every package and module of the four layers (none left behind)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    [wheel] = tmp_path.glob("jobmanager-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        str(path.relative_to(REPO))
+        for layer in LAYERS
+        for path in (REPO / layer).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert expected - shipped == set()
