@@ -33,6 +33,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
+from adapters.engines import stop_on_paragraph_error, strip_ansi
 from adapters.ports import EngineError, ParagraphListener
 from schemas.jobs import EnvironmentConfiguration
 from schemas.notes import (
@@ -63,7 +64,6 @@ _IOPUB_CHECK_SECONDS = 0.5
 # How long a killed process, or a finished bash, gets to exit or close its pipes.
 _CLOSE_GRACE_SECONDS = 5.0
 _STDERR_TAIL_BYTES = 16 * 1024
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _DEFAULT_REPR = re.compile(r"<[\w.]+ object( at 0x[0-9a-f]+)?>")
 # The argv of ipykernel's own kernel spec, run by an explicit interpreter; without the history
 # database, so a start costs no SQLite file and no ~/.ipython writes.
@@ -126,16 +126,6 @@ def note_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _stop_on_error(configuration: EnvironmentConfiguration) -> bool:
-    value = (configuration.model_extra or {}).get("onParagraphError", "continue")
-    if value in ("continue", "stop"):
-        return bool(value == "stop")
-    raise EngineError(
-        f'Invalid environment configuration {configuration.id!r}: "onParagraphError" must be '
-        f'"continue" or "stop", not {value!r}'
-    )
 
 
 class _TextTail:
@@ -833,7 +823,7 @@ def _python_outcome(
     if name == "SystemExit" and value in ("", "0", "None"):
         return _Outcome(ParagraphStatus.FINISHED, output)  # sys.exit(0) ends a script normally
     lines = details.get("traceback") or (error or {}).get("traceback") or []
-    traceback = _ANSI.sub("", "\n".join(str(line) for line in lines)).strip("\n") + "\n"
+    traceback = strip_ansi("\n".join(str(line) for line in lines)).strip("\n") + "\n"
     if traceback.strip():  # shown after the paragraph's own output, as Zeppelin does
         separator = "\n" if output and not output.endswith("\n") else ""
         output = f"{output}{separator}{traceback}"
@@ -878,7 +868,7 @@ class LocalNoteEngine:
         session = LocalNoteSession(
             workspace=workspace,
             variables=variables,
-            stop_on_error=_stop_on_error(configuration),
+            stop_on_error=stop_on_paragraph_error(configuration),
             python=self._python,
             bash=self._bash,
             start_timeout=self._start_timeout,

@@ -27,7 +27,6 @@ with exponential backoff; a POST is only resent when the connection was never es
 import asyncio
 import contextlib
 import json
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any, Final
 import aiohttp
 import structlog
 
+from adapters.engines import stop_on_paragraph_error, strip_ansi
 from adapters.ports import EngineError, ParagraphListener
 from schemas.jobs import EnvironmentConfiguration
 from schemas.notes import Note, NoteRun, Paragraph, ParagraphResult, ParagraphStatus
@@ -50,7 +50,6 @@ STOP_BUDGET_SECONDS: Final = 4.0
 _COMPLETED: Final = frozenset({"FINISHED", "ERROR", "ABORT"})
 _NOT_STARTED: Final = frozenset({"READY", "UNKNOWN"})
 _NOT_STARTED_POLLS: Final = 3
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -112,7 +111,7 @@ def _join_messages(result: Mapping[str, Any]) -> str:
 
 def _error_line(text: str) -> str | None:
     """The short reason: the exception line of a Python traceback, else the first line."""
-    lines = [line.rstrip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    lines = [line.rstrip() for line in strip_ansi(text).splitlines() if line.strip()]
     if not lines:
         return None
     if any(_TRACEBACK in line for line in lines):
@@ -513,12 +512,7 @@ class ZeppelinEngine:
                 "needs 'url', e.g. http://zeppelin:8080]"
             )
         username, password = extra.get("username"), extra.get("password")
-        policy = str(extra.get("onParagraphError", "continue")).lower()
-        if policy not in ("continue", "stop"):
-            raise EngineError(
-                f"Invalid environment configuration[{configuration.id}: onParagraphError "
-                "must be 'continue' or 'stop']"
-            )
+        stop_on_error = stop_on_paragraph_error(configuration)
         # unsafe=True: keep cookies of servers addressed by IP (JSESSIONID from 127.0.0.1).
         http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         session = ZeppelinSession(
@@ -526,7 +520,7 @@ class ZeppelinEngine:
             url=url.rstrip("/"),
             username=str(username) if username else None,
             password=str(password) if password is not None else None,
-            stop_on_error=policy == "stop",
+            stop_on_error=stop_on_error,
             variables=variables,
             request_timeout=self._request_timeout,
             connect_timeout=self._connect_timeout,

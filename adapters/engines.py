@@ -1,5 +1,7 @@
-"""Picks the execution engine a job's environment configuration names (``"engine"``)."""
+"""Picks the execution engine a job's environment configuration names (``"engine"``), and
+what every engine reads the same way from a configuration or an interpreter's output."""
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,3 +28,22 @@ class EngineByConfiguration:
                 f"engine {configuration.engine!r} is not available (known engines: {known})"
             )
         return await engine.start(workspace, variables, configuration)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """Interpreters colour their tracebacks; job messages and results are plain text."""
+    return _ANSI.sub("", text)
+
+
+def stop_on_paragraph_error(configuration: EnvironmentConfiguration) -> bool:
+    """``"onParagraphError"``: "continue" (default, as MindSphere) or "stop" (as Zeppelin)."""
+    value = str((configuration.model_extra or {}).get("onParagraphError", "continue")).lower()
+    if value not in ("continue", "stop"):
+        raise EngineError(
+            f"Invalid environment configuration[{configuration.id}: onParagraphError must be "
+            f"'continue' or 'stop', not {value!r}]"
+        )
+    return value == "stop"

@@ -34,13 +34,12 @@ from adapters.local_files import (
     LocalHome,
     LocalModelStore,
 )
-from adapters.ports import ParagraphListener
 from adapters.projection_store import MemoryProjectionStore
 from schemas.events import JobStatusChanged
-from schemas.jobs import EnvironmentConfiguration
 from schemas.notes import Note, NoteRun
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES, JobMachine
+from tests.fakes.engine import OneCallEngine
 from tests.integration.helpers import (
     TopicTail,
     committed_offset,
@@ -62,43 +61,14 @@ pytestmark = pytest.mark.kafka
 S = JobStatus
 
 
-class FakeSession:
-    """The session a FakeEngine starts: runs through the engine, reports each paragraph."""
-
-    def __init__(self, engine: "FakeEngine", workspace: Path, variables: dict[str, str]) -> None:
-        self.engine = engine
-        self.workspace = workspace
-        self.variables = variables
-
-    async def run(self, note: Note, on_paragraph: ParagraphListener | None = None) -> NoteRun:
-        result = await self.engine.run(note, self.workspace, self.variables)
-        if on_paragraph is not None:
-            for paragraph in result.paragraphs:
-                await on_paragraph(paragraph)
-        return result
-
-    async def close(self) -> None:
-        self.engine.closed += 1
-
-
-class FakeEngine:
+class FakeEngine(OneCallEngine):
     """Succeeds with no paragraphs; the jobs in ``block`` first wait for ``release``."""
 
     def __init__(self, *, block: Iterable[str] = ()) -> None:
-        self.closed = 0
-        self.configurations: list[EnvironmentConfiguration] = []
+        super().__init__()
         self.release = asyncio.Event()
         self.calls: list[str] = []
         self.blocked = set(block)
-
-    async def start(
-        self,
-        workspace: Path,
-        variables: Mapping[str, str],
-        configuration: EnvironmentConfiguration,
-    ) -> FakeSession:
-        self.configurations.append(configuration)
-        return FakeSession(self, workspace, dict(variables))
 
     async def run(self, note: Note, workspace: Path, variables: Mapping[str, str]) -> NoteRun:
         job_id = variables["jobId"]

@@ -19,14 +19,15 @@ from adapters.local_files import (
     LocalModelStore,
 )
 from adapters.memory import MemoryEventPublisher
-from adapters.ports import EngineError, ParagraphListener
+from adapters.ports import EngineError
 from adapters.projection_store import MemoryProjectionStore
 from schemas.commands import StopJob, SubmitJob
 from schemas.events import Event, JobProgressed, JobStatusChanged, event_id_for
-from schemas.jobs import EnvironmentConfiguration, JobRecord, JobRequest, JobView
+from schemas.jobs import JobRecord, JobRequest, JobView
 from schemas.notes import Note, NoteRun, ParagraphResult, ParagraphStatus
 from schemas.status import JobStatus
 from statemachine import TRANSITIONS, IllegalMove, JobMachine
+from tests.fakes.engine import FakeSession, OneCallEngine
 from worker.jobs import (
     STOP_REQUESTED_MESSAGE,
     STOPPED_MESSAGE,
@@ -66,26 +67,7 @@ FAILURE = NoteRun(
 )
 
 
-class FakeSession:
-    """The session a FakeEngine starts: runs through the engine, reports each paragraph."""
-
-    def __init__(self, engine: "FakeEngine", workspace: Path, variables: dict[str, str]) -> None:
-        self.engine = engine
-        self.workspace = workspace
-        self.variables = variables
-
-    async def run(self, note: Note, on_paragraph: ParagraphListener | None = None) -> NoteRun:
-        result = await self.engine.run(note, self.workspace, self.variables)
-        if on_paragraph is not None:
-            for paragraph in result.paragraphs:
-                await on_paragraph(paragraph)
-        return result
-
-    async def close(self) -> None:
-        self.engine.closed += 1
-
-
-class FakeEngine:
+class FakeEngine(OneCallEngine):
     """An ExecutionEngine that writes chosen output files, may block, then returns a chosen run."""
 
     def __init__(
@@ -96,8 +78,7 @@ class FakeEngine:
         outputs: Mapping[str, str] | None = None,
         during_run: Callable[[], None] | None = None,
     ) -> None:
-        self.closed = 0
-        self.configurations: list[EnvironmentConfiguration] = []
+        super().__init__()
         self.result = result
         self.block = block
         self.outputs = dict(outputs or {})
@@ -107,15 +88,6 @@ class FakeEngine:
         self.cancelled = False
         self.calls: list[tuple[str, Path, dict[str, str]]] = []
         self.inputs_seen: list[str] = []
-
-    async def start(
-        self,
-        workspace: Path,
-        variables: Mapping[str, str],
-        configuration: EnvironmentConfiguration,
-    ) -> FakeSession:
-        self.configurations.append(configuration)
-        return FakeSession(self, workspace, dict(variables))
 
     async def run(self, note: Note, workspace: Path, variables: Mapping[str, str]) -> NoteRun:
         self.calls.append((note.name, workspace, dict(variables)))
