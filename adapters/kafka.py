@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from adapters.ports import BrokerUnavailable
 from schemas.commands import Command
@@ -83,6 +83,13 @@ class KafkaProducer:
     async def stop(self) -> None:
         await self._producer.stop()
 
+    async def broker_reachable(self) -> str:
+        """Ask a known broker for cluster metadata (one Metadata request on the producer's
+        connections); return a summary, or raise ``KafkaError`` when none answers. Callers bound
+        the wait and cache the answer."""
+        cluster = await self._producer.client.fetch_all_metadata()
+        return f"{len(cluster.brokers())} broker(s) answered"
+
     async def send(
         self,
         topic: str,
@@ -146,6 +153,27 @@ class KafkaDeadLetterPublisher:
             # Cut on characters, not bytes, so the header stays valid UTF-8.
             [("reason", reason[:2000].encode()), ("origin", origin.encode())],
         )
+
+
+async def consumer_lag(consumer: AIOKafkaConsumer) -> dict[tuple[str, int], int]:
+    """Per assigned partition: records on the broker not yet handed out (highwater - position).
+
+    No broker call: the highwater comes with every fetch answer. Partitions not fetched since
+    their assignment (highwater unknown) are left out.
+    """
+    lags: dict[tuple[str, int], int] = {}
+    for partition in consumer.assignment():
+        try:
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            # A fetched partition has a valid position, so this returns at once.
+            async with asyncio.timeout(1.0):
+                position = await consumer.position(partition)
+        except (IllegalStateError, AssertionError, TimeoutError):
+            continue  # revoked meanwhile, or its position is being reset
+        lags[(partition.topic, partition.partition)] = max(0, highwater - position)
+    return lags
 
 
 PartitionsCallback = Callable[[frozenset[TopicPartition]], Awaitable[None]]
@@ -230,6 +258,17 @@ class EventReader:
         for partition in self._partitions:
             self._read[partition] = await self._consumer.position(partition)
         return [record.value for records in batches.values() for record in records if record.value]
+
+    def lag(self) -> int | None:
+        """Records on the broker not yet applied, from the last fetch's highwater marks (no broker
+        call); None while a partition has not been fetched yet."""
+        total = 0
+        for partition in self._partitions:
+            highwater = self._consumer.highwater(partition)
+            if highwater is None:
+                return None
+            total += max(0, highwater - self._applied.get(partition, 0))
+        return total
 
     async def caught_up(self, timeout_seconds: float) -> None:
         """Return once everything published before the call has been read and applied."""

@@ -29,6 +29,7 @@ from adapters.local_files import (
     LocalHome,
     LocalModelStore,
 )
+from adapters.metrics import Check, CheckResult, Metrics, Probes, Readiness, lag_check
 from adapters.mindsphere import MindSphereFolderStore, MindSphereModelStore
 from adapters.ports import BrokerUnavailable, FolderStore, ModelStore
 from adapters.projection_store import MemoryProjectionStore
@@ -87,6 +88,8 @@ async def _wait_for_topics(settings: Settings) -> None:
 async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None:
     """Run the requested roles until ``stopping`` is set, then shut down in order."""
     await _wait_for_topics(settings)
+    # One registry per process: in `serve`, the gateway's /metrics shows the worker's too.
+    metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
         producer = KafkaProducer(
             settings.kafka_bootstrap_servers, settings.broker_ack_timeout_seconds, "jobmanager"
@@ -102,6 +105,19 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
         follower = asyncio.create_task(follow_events(reader, projection), name="projection")
         stack.push_async_callback(_cancel, follower)
         watched = [follower]
+        metrics.follow_projection_lag(reader.lag)
+        probes = Probes(
+            metrics,
+            Readiness(
+                {
+                    "broker": _broker_check(producer),
+                    "projection": lag_check(reader.lag, settings.ready_max_lag),
+                }
+            ),
+        )
+        if roles.worker and not roles.gateway and settings.worker_metrics_port:
+            # Up before the catch-up: alive at once, ready once caught up.
+            await _serve_probes(stack, probes, settings.host, settings.worker_metrics_port)
         await reader.caught_up(settings.catch_up_timeout_seconds)
         log.info("projection caught up", jobs=len(projection.store))  # type: ignore[arg-type]
 
@@ -119,7 +135,7 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
             stack.push_async_callback(_cancel, claims)
             watched.append(claims)
             await lock_reader.caught_up(settings.catch_up_timeout_seconds)
-            loop = _command_loop(settings, producer, projection, reader, locks)
+            loop = _command_loop(settings, producer, projection, reader, locks, metrics)
             await loop.start()
             stack.push_async_callback(
                 _quietly, "command loop", lambda: loop.stop(settings.shutdown_grace_seconds)
@@ -150,6 +166,7 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
                     requests_per_second=settings.rate_limit_per_second,
                     request_burst=settings.rate_limit_burst,
                 ),
+                probes=probes,
             )
             runner = web.AppRunner(gateway.app(), access_log=None)
             await runner.setup()
@@ -178,9 +195,15 @@ def _command_loop(
     ledger: Projection,
     reader: EventReader,
     locks: KafkaEnvironmentLocks,
+    metrics: Metrics,
 ) -> CommandLoop:
     home = LocalHome(settings.home)
-    mover = Mover(JobMachine(), KafkaEventPublisher(producer, settings.events_topic), ledger)
+    mover = Mover(
+        JobMachine(),
+        KafkaEventPublisher(producer, settings.events_topic),
+        ledger,
+        metrics=metrics,
+    )
     models, folders = _stores(settings, home)
     runner = JobRunner(
         mover,
@@ -203,6 +226,34 @@ def _command_loop(
         KafkaDeadLetterPublisher(producer, settings.dead_letter_topic),
         lambda: reader.caught_up(settings.catch_up_timeout_seconds),
     )
+
+
+def _broker_check(producer: KafkaProducer) -> Check:
+    """Readiness: a broker answers a metadata request (Readiness caches and bounds it)."""
+
+    async def check() -> CheckResult:
+        return CheckResult(True, await producer.broker_reachable())
+
+    return check
+
+
+async def _serve_probes(
+    stack: contextlib.AsyncExitStack, probes: Probes, host: str, port: int
+) -> None:
+    """/healthz, /readyz and /metrics of a process without the gateway.
+
+    A port in use is logged, not fatal, so a second worker on one machine keeps working as
+    before; give each its own JOBMANAGER_WORKER_METRICS_PORT (or 0) to probe them all.
+    """
+    runner = web.AppRunner(probes.app(), access_log=None)
+    await runner.setup()
+    stack.push_async_callback(_quietly, "probes", runner.cleanup)
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as failure:
+        log.error("probes not served", host=host, port=port, error=str(failure))
+        return
+    log.info("probes listening", url=f"http://{host}:{port}/metrics")
 
 
 def _stores(settings: Settings, home: LocalHome) -> tuple[ModelStore, FolderStore]:

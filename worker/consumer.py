@@ -13,7 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from adapters.kafka import PartitionsCallback
+from adapters.kafka import PartitionsCallback, consumer_lag
+from adapters.metrics import DeadLetterReason, Metrics
 from adapters.ports import DeadLetterPublisher
 from schemas.commands import COMMANDS, Command
 from statemachine import IllegalMove
@@ -65,9 +66,11 @@ class CommandLoop:
         runner: JobRunner,
         dead_letters: DeadLetterPublisher,
         catch_up: Callable[[], Awaitable[None]],
+        metrics: Metrics | None = None,
     ) -> None:
         self._consumer = consumer_factory(self._on_revoked, self._on_assigned)
         self._runner = runner
+        self._metrics = metrics if metrics is not None else runner.metrics
         self._dead_letters = dead_letters
         self._catch_up = catch_up
         self._offsets = OffsetTracker()
@@ -103,6 +106,7 @@ class CommandLoop:
                         break
                     await self._handle(partition, record.offset, record.key, record.value)
             await self._commit()
+            self._metrics.set_consumer_lag(await consumer_lag(self._consumer))
 
     async def _handle(
         self, partition: TopicPartition, offset: int, key: bytes | None, value: bytes | None
@@ -111,11 +115,13 @@ class CommandLoop:
         try:
             command = COMMANDS.validate_json(value or b"")
         except ValidationError as invalid:
-            await self._dead_letter(key, value, f"invalid command: {_summary(invalid)}", origin)
+            reason = f"invalid command: {_summary(invalid)}"
+            await self._dead_letter(key, value, reason, origin, "invalid_command")
             self._offsets.skip(partition, offset)
             return
         if key is not None and key != command.job_id.encode():
-            await self._dead_letter(key, value, "message key does not match jobId", origin)
+            reason = "message key does not match jobId"
+            await self._dead_letter(key, value, reason, origin, "key_mismatch")
             self._offsets.skip(partition, offset)
             return
         self._offsets.begin(partition, offset, command.job_id)
@@ -124,7 +130,7 @@ class CommandLoop:
         except IllegalMove:
             task = None  # already logged by the mover; the command changes nothing
         except CommandRefused as refused:
-            await self._dead_letter(key, value, str(refused), origin)
+            await self._dead_letter(key, value, str(refused), origin, "refused")
             task = None
         if task is None:
             self._offsets.finish(partition, offset)
@@ -145,10 +151,17 @@ class CommandLoop:
             self._offsets.finish(partition, offset)
 
     async def _dead_letter(
-        self, key: bytes | None, value: bytes | None, reason: str, origin: str
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+        origin: str,
+        kind: DeadLetterReason,
     ) -> None:
+        """``kind`` is the bounded reason label of the dead-letter counter."""
         log.warning("command dead-lettered", reason=reason, origin=origin)
         await self._dead_letters.dead_letter(key, value or b"", reason, origin)
+        self._metrics.dead_lettered(kind)
 
     async def _commit(self, only: frozenset[TopicPartition] | None = None) -> None:
         offsets = {

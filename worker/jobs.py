@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import structlog
 
+from adapters.metrics import Metrics
 from adapters.ports import (
     EngineError,
     EngineSession,
@@ -105,6 +106,7 @@ class JobRunner:
         engine: ExecutionEngine,
         locks: EnvironmentLocks,
         concurrency: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._mover = mover
         self._models = models
@@ -114,6 +116,8 @@ class JobRunner:
         self._locks = locks
         self._slots = asyncio.Semaphore(concurrency)
         self.active: dict[str, ActiveJob] = {}
+        self.metrics = metrics if metrics is not None else mover.metrics
+        self.metrics.count_in_flight(lambda: len(self.active))
 
     # -- commands -------------------------------------------------------------------------
 
@@ -194,11 +198,12 @@ class JobRunner:
                     await self._finish(active, Outcome("fail", f"Invalid inputs [{invalid}]"))
                 else:
                     if await self._environment_is_ours(active, configuration):
-                        await self._interruptible(active, self._slots.acquire())
-                        try:
-                            await self._steps(active, note, configuration)
-                        finally:
-                            self._slots.release()
+                        with self.metrics.holding_environment():
+                            await self._interruptible(active, self._slots.acquire())
+                            try:
+                                await self._steps(active, note, configuration)
+                            finally:
+                                self._slots.release()
             except StopRequested:
                 # A stop while waiting (for the environment or a slot) or between steps.
                 await self._finish(active, Outcome("stopped", STOPPED_MESSAGE))
@@ -341,9 +346,10 @@ class JobRunner:
             await self._progress(active, None, paragraph=result, keep_stop=True)
 
         try:
-            run: NoteRun = await self._interruptible(
-                active, session.run(note, paragraph_done), limit_seconds=limit
-            )
+            with self.metrics.engine_timer():
+                run: NoteRun = await self._interruptible(
+                    active, session.run(note, paragraph_done), limit_seconds=limit
+                )
         except TimeLimitExceeded:
             message = f"Maximum execution time of {limit} seconds exceeded."
             await self._advance(active, "abort", message=message)

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from adapters.metrics import Metrics
 from adapters.ports import EventPublisher
 from adapters.retry import until_acknowledged
 from schemas.commands import SubmitJob
@@ -28,7 +29,7 @@ class Mover:
     """The only code that changes a job's status. Illegal moves are logged, raised, never published.
 
     The ledger is updated only after the broker acknowledged the event, so it never runs ahead
-    of the events topic.
+    of the events topic. Every published move is counted here, after the acknowledgement.
     """
 
     def __init__(
@@ -37,11 +38,13 @@ class Mover:
         publisher: EventPublisher,
         ledger: Projection,
         clock: Clock = utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
         self._machine = machine
         self._publisher = publisher
         self.ledger = ledger
         self._clock = clock
+        self.metrics = metrics if metrics is not None else Metrics()
 
     def record(self, job_id: str) -> JobRecord | None:
         return self.ledger.store.record(job_id)
@@ -68,6 +71,7 @@ class Mover:
         try:
             status = self._machine.next_status(job_id, current, trigger)
         except IllegalMove as refused:
+            self.metrics.illegal_move(current, trigger)
             log.error(
                 "illegal move refused",
                 job_id=job_id,
@@ -142,6 +146,9 @@ class Mover:
         )
         await self._publish_until_acknowledged(event)
         record = self.ledger.apply(event)
+        self.metrics.transition(
+            previous, view.status, trigger, view.creation_date, event.occurred_at
+        )
         log.info(
             "job status changed",
             job_id=view.id,

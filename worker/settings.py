@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
+    # `jobmanager worker` serves /healthz, /readyz and /metrics on this port (0: not at all);
+    # a process with the gateway serves them on the gateway's port instead.
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # /readyz answers 503 while the projection is more than this many events behind.
+    ready_max_lag: int = Field(default=1000, ge=0)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -20,6 +20,7 @@ from adapters.http.filters import JOB_FILTER_FIELDS, FilterError, parse_filter
 from adapters.http.openapi import openapi_document
 from adapters.http.paging import PageRequest
 from adapters.http.ratelimit import RateLimiter
+from adapters.metrics import Metrics, Probes
 from adapters.ports import BrokerUnavailable, CommandPublisher, JobViewReader
 from schemas.commands import StopJob, SubmitJob
 from schemas.jobs import JobParagraphs, JobRecord, JobRequest, JobView, ParagraphView
@@ -64,6 +65,7 @@ class Gateway:
         on_accepted: Callable[[JobRecord], None],
         limits: GatewayLimits = GatewayLimits(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        probes: Probes | None = None,
     ) -> None:
         self._commands = commands
         self._jobs = jobs
@@ -73,10 +75,14 @@ class Gateway:
         self._clock = clock
         self._rate = RateLimiter(limits.requests_per_second, limits.request_burst)
         self._openapi = json.dumps(openapi_document())
+        # /healthz, /readyz and /metrics; the metrics also count every request of this app.
+        self._probes = probes if probes is not None else Probes(Metrics())
 
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[error_middleware], client_max_size=self._limits.max_body_bytes
+            # The metrics middleware is outermost, so it counts the status the errors got.
+            middlewares=[self._probes.metrics.middleware(), error_middleware],
+            client_max_size=self._limits.max_body_bytes,
         )
         app.router.add_post(f"{BASE}/jobs", self._guarded(self.submit))
         app.router.add_get(f"{BASE}/jobs", self._guarded(self.list))
@@ -84,13 +90,10 @@ class Gateway:
         app.router.add_post(f"{BASE}/jobs/{{id}}/stop", self._guarded(self.stop))
         app.router.add_get(f"{BASE}/jobs/{{id}}/paragraphs", self._guarded(self.paragraphs))
         app.router.add_get(f"{BASE}/openapi.json", self.openapi)
-        app.router.add_get("/healthz", self.health)
+        self._probes.add_routes(app)
         return app
 
     # -- routes ---------------------------------------------------------------------------
-
-    async def health(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
 
     async def openapi(self, _: web.Request) -> web.Response:
         return web.json_response(text=self._openapi)
