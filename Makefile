@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 KAFKA  := deploy/kafka
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka-jars kafka-up kafka-down run test test-unit lint fmt schemas clean
+.PHONY: help install kafka-jars kafka-up kafka-down run test test-unit lint fmt schemas bench clean
 
 help:
 	@echo "make run        install, start the local Kafka broker and 'jobmanager serve' on :8080"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-unit  unit tests only (no broker)"
 	@echo "make lint       ruff, mypy and the import-direction contract"
 	@echo "make schemas    regenerate schemas/json/ from the pydantic models"
+	@echo "make bench      benchmarks as ratios against raw baselines (writes bench/results, docs/PERFORMANCE.md)"
 	@echo "make kafka-up / kafka-down   start / stop the local broker on 127.0.0.1:9092"
 
 $(STAMP): pyproject.toml
@@ -53,6 +54,10 @@ lint: install
 
 schemas: install
 	$(PY) -m worker.schema_export
+
+# Ratios against raw baselines measured in the same run; starts and stops its own broker.
+bench: install kafka-jars
+	$(PY) -m bench
 
 fmt: install
 	$(VENV)/bin/ruff format .
