@@ -57,6 +57,23 @@ class Service:
         assert done.returncode == 0, f"jobmanager {' '.join(args)} failed: {done.stderr}"
         return done.stdout.strip()
 
+    def job_body(self, note: Path) -> dict[str, str]:
+        """A POST body for a new job of ``note``: a fresh model, folders (the input holding
+        data.csv) and configuration, all of tenant "local", created with the CLI."""
+        model_id = self.cli("models", "add", str(note))
+        input_id = self.cli("folders", "create")
+        output_id = self.cli("folders", "create")
+        configuration_id = self.cli("configurations", "add", "--name", "local python")
+        folders = Path(self.env["JOBMANAGER_HOME"]) / "tenants/local/folders"
+        (folders / input_id / "data.csv").write_text("a,b\n1,2\n")
+        return {
+            "modelId": model_id,
+            "configurationId": configuration_id,
+            "inputFolderId": input_id,
+            "outputFolderId": output_id,
+            "maximumExecutionTimeInSeconds": "7200",
+        }
+
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = None
     ) -> Response:

@@ -20,26 +20,10 @@ def service(settings: Settings, tmp_path: Path) -> Iterator[Service]:
         yield running
 
 
-def _job_body(service: Service, note: Path) -> dict[str, str]:
-    model_id = service.cli("models", "add", str(note))
-    input_id = service.cli("folders", "create")
-    output_id = service.cli("folders", "create")
-    configuration_id = service.cli("configurations", "add", "--name", "local python")
-    folders = Path(service.env["JOBMANAGER_HOME"]) / "tenants/local/folders"
-    (folders / input_id / "data.csv").write_text("a,b\n1,2\n")
-    return {
-        "modelId": model_id,
-        "configurationId": configuration_id,
-        "inputFolderId": input_id,
-        "outputFolderId": output_id,
-        "maximumExecutionTimeInSeconds": "7200",
-    }
-
-
 def test_job_runs_from_submitted_to_succeeded(service: Service) -> None:
     """POST: 201 SUBMITTED in the seed's shape; GET finds it; it ends SUCCEEDED with outputs."""
     token = service.cli("token")
-    body = _job_body(service, NOTES / "success.zpln")
+    body = service.job_body(NOTES / "success.zpln")
 
     created = service.request("POST", "/api/jobmanager/v3/jobs", body, token)
 
@@ -80,7 +64,7 @@ def test_job_runs_from_submitted_to_succeeded(service: Service) -> None:
 def test_failing_paragraph_ends_failed_with_its_name(service: Service) -> None:
     """A %python paragraph that raises makes the job FAILED with a message naming that paragraph."""
     token = service.cli("token")
-    body = _job_body(service, NOTES / "failing.zpln")
+    body = service.job_body(NOTES / "failing.zpln")
 
     created = service.request("POST", "/api/jobmanager/v3/jobs", body, token)
     final = service.wait_for_status(created.body["id"], token, {"SUCCEEDED", "FAILED", "STOPPED"})
@@ -96,7 +80,7 @@ def test_another_tenant_cannot_see_the_job(service: Service) -> None:
     """A job is answered 404 to another tenant, exactly as an unknown id."""
     token = service.cli("token")
     other = service.cli("token", "--tenant", "other")
-    body = _job_body(service, NOTES / "success.zpln")
+    body = service.job_body(NOTES / "success.zpln")
     created = service.request("POST", "/api/jobmanager/v3/jobs", body, token)
 
     foreign = service.request("GET", f"/api/jobmanager/v3/jobs/{created.body['id']}", token=other)

@@ -71,25 +71,9 @@ def _eventually(what: str, probe: Callable[[], T | None], timeout: float, log: P
         time.sleep(POLL_SECONDS)
 
 
-def _job_body(service: Service, note: Path) -> dict[str, str]:
-    model_id = service.cli("models", "add", str(note))
-    input_id = service.cli("folders", "create")
-    output_id = service.cli("folders", "create")
-    configuration_id = service.cli("configurations", "add", "--name", "local python")
-    folders = Path(service.env["JOBMANAGER_HOME"]) / "tenants/local/folders"
-    (folders / input_id / "data.csv").write_text("a,b\n1,2\n")
-    return {
-        "modelId": model_id,
-        "configurationId": configuration_id,
-        "inputFolderId": input_id,
-        "outputFolderId": output_id,
-        "maximumExecutionTimeInSeconds": "7200",
-    }
-
-
 def _run_success(service: Service) -> str:
     token = service.cli("token")
-    created = service.request("POST", JOBS, _job_body(service, NOTES / "success.zpln"), token)
+    created = service.request("POST", JOBS, service.job_body(NOTES / "success.zpln"), token)
     assert created.status == 201, created.body
     final = service.wait_for_status(created.body["id"], token, {"SUCCEEDED", "FAILED", "STOPPED"})
     assert final["status"] == "SUCCEEDED", final["message"]

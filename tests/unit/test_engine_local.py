@@ -26,6 +26,7 @@ from schemas.notes import (
     ParagraphStatus,
     parse_note,
 )
+from tests.fakes.notes import make_note
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "notes"
 DEADLINE_SECONDS = 20.0
@@ -42,22 +43,6 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def _config(**extra: Any) -> EnvironmentConfiguration:
     return EnvironmentConfiguration.model_validate({"id": "local", "name": "Local", **extra})
-
-
-def _note(*texts: str | tuple[str, bool], default_group: str = "python") -> Note:
-    """A note from paragraph texts; ``(text, False)`` makes a disabled paragraph."""
-    paragraphs = []
-    for index, item in enumerate(texts):
-        text, enabled = item if isinstance(item, tuple) else (item, True)
-        paragraphs.append(
-            Paragraph(index=index, id=f"p{index}", title=None, text=text, enabled=enabled)
-        )
-    return Note(
-        id="2TESTNOTE",
-        name="test",
-        default_interpreter_group=default_group,
-        paragraphs=tuple(paragraphs),
-    )
 
 
 @pytest.fixture
@@ -198,7 +183,7 @@ async def test_failing_fixture_keeps_running_after_error(
 @pytest.mark.asyncio
 async def test_python_state_persists_across_paragraphs(session: LocalNoteSession) -> None:
     """Variables, imports and functions defined in one Python paragraph are seen by the next."""
-    note = _note(
+    note = make_note(
         "%python\nimport math\ndef area(r):\n    return math.pi * r * r\nradius = 2",
         "%python\nprint(round(area(radius), 3))",
         "round(area(1), 2)",  # no prefix: the default group (python); last expression shown
@@ -209,14 +194,14 @@ async def test_python_state_persists_across_paragraphs(session: LocalNoteSession
 
     assert [r.output for r in run.paragraphs] == ["", "12.566\n", "3.14\n", "2\n"]
     assert [r.interpreter for r in run.paragraphs] == ["python", "python", "python", "ipython"]
-    again = await _run(session, _note("print(radius + 1)"))  # and across runs of the session
+    again = await _run(session, make_note("print(radius + 1)"))  # and across runs of the session
     assert again.paragraphs[0].output == "3\n"
 
 
 @pytest.mark.asyncio
 async def test_raising_middle_paragraph(session: LocalNoteSession) -> None:
     """A raising middle paragraph is ERROR with the exception; later paragraphs still run."""
-    note = _note(
+    note = make_note(
         "%python\nx = 10\nprint('before')",
         "%python\nprint('partial')\ny = x / 0",
         "%python\nprint(x + 1)",
@@ -246,7 +231,7 @@ async def test_stop_on_error_skips_the_rest(workspace: Path) -> None:
         reported.append(result)
 
     try:
-        note = _note("x = 1", "%sh\nexit 4", ("1 / 0", False), "%python\nx = 2", "%md skipped")
+        note = make_note("x = 1", "%sh\nexit 4", ("1 / 0", False), "%python\nx = 2", "%md skipped")
         run = await asyncio.wait_for(session.run(note, on_paragraph), DEADLINE_SECONDS)
     finally:
         await session.close()
@@ -273,7 +258,7 @@ async def test_invalid_on_paragraph_error_is_refused(workspace: Path) -> None:
 @pytest.mark.asyncio
 async def test_shell_exit_code_is_exit_value(session: LocalNoteSession, workspace: Path) -> None:
     """`%sh` exiting 3 is ERROR "ExitValue: 3" with stdout and stderr merged, in the workspace."""
-    note = _note("%sh\necho out\necho err >&2\nexit 3", "%sh\npwd\nls input")
+    note = make_note("%sh\necho out\necho err >&2\nexit 3", "%sh\npwd\nls input")
 
     run = await _run(session, note)
 
@@ -289,7 +274,7 @@ async def test_shell_exit_code_is_exit_value(session: LocalNoteSession, workspac
 @pytest.mark.asyncio
 async def test_unknown_interpreter_is_not_available(session: LocalNoteSession) -> None:
     """`%spark`, `%sql`... are ERROR "interpreter X is not available..." and do not stop the run."""
-    note = _note("%spark\nsc.version", "%spark.pyspark\nsc", "%sql\nselect 1", "print('ok')")
+    note = make_note("%spark\nsc.version", "%spark.pyspark\nsc", "%sql\nselect 1", "print('ok')")
 
     run = await _run(session, note)
 
@@ -305,9 +290,9 @@ async def test_unknown_interpreter_is_not_available(session: LocalNoteSession) -
 async def test_default_group_resolution(session: LocalNoteSession) -> None:
     """Unprefixed paragraphs use the note's default group, and `%name` is tried inside it."""
     sh_run = await _run(
-        session, _note("echo from-default", "%python\nprint('py')", default_group="sh")
+        session, make_note("echo from-default", "%python\nprint('py')", default_group="sh")
     )
-    spark_run = await _run(session, _note("sc.version", default_group="spark"))
+    spark_run = await _run(session, make_note("sc.version", default_group="spark"))
 
     assert [r.output for r in sh_run.paragraphs] == ["from-default\n", "py\n"]
     assert sh_run.paragraphs[0].interpreter == "sh"
@@ -319,7 +304,7 @@ async def test_display_disabled_and_empty_paragraphs(
     session: LocalNoteSession, workspace: Path
 ) -> None:
     """%md/%html/%angular finish with their text, empty ones finish unrun, disabled are left out."""
-    note = _note(
+    note = make_note(
         "%md\n# Title\n*text*",
         ("%python\nopen('output/disabled.txt', 'w').write('x')", False),
         "%sh\n",
@@ -345,7 +330,7 @@ async def test_display_disabled_and_empty_paragraphs(
 @pytest.mark.asyncio
 async def test_variables_reach_environment_and_z(session: LocalNoteSession) -> None:
     """Variables are environment variables (Python, %sh), `job_variables` and z's form values."""
-    note = _note(
+    note = make_note(
         "import os\nprint(os.environ['inputFolder'], os.environ['jobId'], "
         "job_variables['datasetName'])",
         '%sh\necho "$inputFolder $outputFolder"',
@@ -370,7 +355,7 @@ async def test_variables_reach_environment_and_z(session: LocalNoteSession) -> N
 @pytest.mark.asyncio
 async def test_forms_substituted_in_md_and_simple_sh_only(session: LocalNoteSession) -> None:
     """`${inputFolder}` is filled in %md and `%sh(form=simple)`, not in plain %sh or Python."""
-    note = _note(
+    note = make_note(
         "%md Reading ${inputFolder} (${missing=none}, ${mode(Mode)=fast,fast|slow})",
         "%sh(form=simple)\necho '${inputFolder}' '${outputFolder=x}' '$${datasetName}'",
         "%sh\necho '${inputFolder}'",
@@ -398,7 +383,7 @@ async def test_z_show_prints_table_for_frames(session: LocalNoteSession) -> None
         "    def to_csv(self, sep=',', index=True):\n"
         "        return sep.join(self.columns) + '\\n' + f'a{sep}1\\nb{sep}2\\n'\n"
     )
-    note = _note(frame + "z.show(Frame())", "z.show({'k': 1})")
+    note = make_note(frame + "z.show(Frame())", "z.show({'k': 1})")
 
     run = await _run(session, note)
 
@@ -408,7 +393,7 @@ async def test_z_show_prints_table_for_frames(session: LocalNoteSession) -> None
 @pytest.mark.asyncio
 async def test_rich_output_and_clear_output(session: LocalNoteSession) -> None:
     """Displays show text/plain (HTML-only objects as `%html`); clear_output drops earlier text."""
-    note = _note(
+    note = make_note(
         "from IPython.display import HTML, clear_output, display\n"
         "class Both:\n"
         "    def _repr_html_(self):\n"
@@ -484,7 +469,7 @@ async def test_fixture_with_forms_and_z(workspace: Path) -> None:
 @pytest.mark.asyncio
 async def test_times_are_utc_and_ordered(session: LocalNoteSession) -> None:
     """started_at and finished_at are timezone-aware UTC and ordered."""
-    run = await _run(session, _note("%python\nx = 1", "%sh\ntrue"))
+    run = await _run(session, make_note("%python\nx = 1", "%sh\ntrue"))
     for result in run.paragraphs:
         assert result.started_at is not None
         assert result.finished_at is not None
@@ -500,7 +485,7 @@ async def test_times_are_utc_and_ordered(session: LocalNoteSession) -> None:
 async def test_fd_level_output_and_stdin(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """os.system output is captured, megabytes on fd 2 do not block, input() fails at once."""
     monkeypatch.delenv("PYTEST_CURRENT_TEST")  # else ipykernel leaves fds 1 and 2 to pytest
-    note = _note(
+    note = make_note(
         "import os\nos.system('echo from-system')\nprint('after')",
         "import os\nos.write(2, b'x' * 4_000_000)\nprint('done')",
         "input()",
@@ -521,7 +506,7 @@ async def test_fd_level_output_and_stdin(workspace: Path, monkeypatch: pytest.Mo
 @pytest.mark.asyncio
 async def test_syntax_error_and_system_exit(session: LocalNoteSession) -> None:
     """A SyntaxError fails its paragraph only; sys.exit(0) is success, sys.exit(2) an error."""
-    note = _note(
+    note = make_note(
         "def broken(:\n    pass",
         "import sys\nsys.exit(0)",
         "import sys\nsys.exit(2)",
@@ -541,7 +526,7 @@ async def test_syntax_error_and_system_exit(session: LocalNoteSession) -> None:
 @pytest.mark.asyncio
 async def test_output_is_bounded(session: LocalNoteSession) -> None:
     """Huge Python or %sh output keeps only the last 64 KiB, marked as truncated."""
-    note = _note(
+    note = make_note(
         "for i in range(100000):\n    print(f'line {i}')\nprint('THE END')",
         "%sh\nseq 1 200000\necho THE END",
     )
@@ -561,7 +546,7 @@ async def test_kernel_death_is_reported_and_a_fresh_kernel_follows(
     session: LocalNoteSession,
 ) -> None:
     """os._exit in a paragraph is "Python kernel died (exit code 7)"; later ones get a new one."""
-    note = _note(
+    note = make_note(
         "import os\nstate = 'old'\nprint(os.getpid())",
         "import os\nos._exit(7)",
         "import os\nprint(os.getpid(), 'state' in globals(), z.input('jobId'))",
@@ -587,7 +572,7 @@ async def test_cancel_interrupts_and_the_kernel_stays_usable(session: LocalNoteS
         reported.append(result)
 
     async with Beacon() as beacon:
-        note = _note("x = 41", f"print('looping')\n{beacon.python()}while True:\n    pass")
+        note = make_note("x = 41", f"print('looping')\n{beacon.python()}while True:\n    pass")
         task = asyncio.create_task(session.run(note, on_paragraph))
         (pid,) = await beacon.pids()
         started = time.monotonic()
@@ -600,7 +585,7 @@ async def test_cancel_interrupts_and_the_kernel_stays_usable(session: LocalNoteS
     assert reported[1].output == "looping\n"
     assert session.kernel_pid == pid
     assert _alive(pid)
-    again = await _run(session, _note("print(x + 1)"))
+    again = await _run(session, make_note("print(x + 1)"))
     assert again.paragraphs[0].output == "42\n"
 
 
@@ -618,7 +603,9 @@ async def test_cancel_kills_a_kernel_that_ignores_the_interrupt(
         "threading.Event().wait()"
     )
     async with Beacon() as beacon:
-        task = asyncio.create_task(session.run(_note(stubborn.replace("PORT", str(beacon.port)))))
+        task = asyncio.create_task(
+            session.run(make_note(stubborn.replace("PORT", str(beacon.port))))
+        )
         kernel_pid, child_pid = await beacon.pids()
         started = time.monotonic()
         task.cancel()
@@ -629,7 +616,7 @@ async def test_cancel_kills_a_kernel_that_ignores_the_interrupt(
     await _exited(kernel_pid)
     await _exited(child_pid)
     assert session.kernel_pid is None
-    again = await _run(session, _note("print('restarted')"))  # a fresh kernel
+    again = await _run(session, make_note("print('restarted')"))  # a fresh kernel
     assert again.paragraphs[0].output == "restarted\n"
 
 
@@ -637,7 +624,9 @@ async def test_cancel_kills_a_kernel_that_ignores_the_interrupt(
 async def test_timeout_stops_a_busy_paragraph(session: LocalNoteSession) -> None:
     """asyncio.wait_for timing out a busy paragraph returns within 5 s."""
     async with Beacon() as beacon:
-        task = asyncio.create_task(session.run(_note(f"{beacon.python()}while True:\n    pass")))
+        task = asyncio.create_task(
+            session.run(make_note(f"{beacon.python()}while True:\n    pass"))
+        )
         await beacon.pids()
         started = time.monotonic()
         with pytest.raises(TimeoutError):
@@ -657,7 +646,7 @@ async def test_cancel_kills_the_bash_process_group(session: LocalNoteSession) ->
         script = (
             f"%sh\nsleep 600 &\necho started\necho $$ $! > /dev/tcp/127.0.0.1/{beacon.port}\nwait"
         )
-        task = asyncio.create_task(session.run(_note(script), on_paragraph))
+        task = asyncio.create_task(session.run(make_note(script), on_paragraph))
         bash_pid, sleep_pid = await beacon.pids()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -676,7 +665,7 @@ async def test_close_kills_the_kernel_and_its_children(workspace: Path) -> None:
     assert kernel_pid is not None
     run = await _run(
         session,
-        _note(
+        make_note(
             "import os, subprocess\nsleeper = subprocess.Popen(['sleep', '600'])\n"
             "print(os.getpid(), sleeper.pid)"
         ),
@@ -690,7 +679,7 @@ async def test_close_kills_the_kernel_and_its_children(workspace: Path) -> None:
     assert not _alive(kernel_pid)
     await _exited(sleeper_pid)
     with pytest.raises(EngineError, match="closed"):
-        await session.run(_note("1"))
+        await session.run(make_note("1"))
 
 
 @pytest.mark.asyncio
@@ -703,7 +692,7 @@ async def test_on_paragraph_is_called_once_per_paragraph_in_order(
     async def on_paragraph(result: ParagraphResult) -> None:
         reported.append((result.index, result.status))
 
-    note = _note("x = 1", ("x = 2", False), "%sh\nexit 1", "%md m", "print(x)")
+    note = make_note("x = 1", ("x = 2", False), "%sh\nexit 1", "%md m", "print(x)")
     run = await asyncio.wait_for(session.run(note, on_paragraph), DEADLINE_SECONDS)
 
     assert reported == [(r.index, r.status) for r in run.paragraphs]

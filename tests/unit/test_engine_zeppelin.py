@@ -12,7 +12,8 @@ import pytest
 from adapters.engine_zeppelin import ZeppelinEngine, ZeppelinSession
 from adapters.ports import EngineError
 from schemas.jobs import EnvironmentConfiguration
-from schemas.notes import Note, NoteRun, Paragraph, ParagraphResult, ParagraphStatus
+from schemas.notes import Note, NoteRun, ParagraphResult, ParagraphStatus
+from tests.fakes.notes import make_note
 from tests.fakes.zeppelin_server import FakeZeppelin
 
 DEADLINE_SECONDS = 10.0
@@ -24,22 +25,6 @@ VARIABLES = {
 }
 
 ServerFactory = Callable[..., Awaitable[FakeZeppelin]]
-
-
-def _note(*texts: str | tuple[str, bool], default_group: str = "python") -> Note:
-    """A note from paragraph texts; ``(text, False)`` makes a disabled paragraph."""
-    paragraphs = []
-    for index, item in enumerate(texts):
-        text, enabled = item if isinstance(item, tuple) else (item, True)
-        paragraphs.append(
-            Paragraph(index=index, id=f"p{index}", title=None, text=text, enabled=enabled)
-        )
-    return Note(
-        id="2TESTNOTE",
-        name="test",
-        default_interpreter_group=default_group,
-        paragraphs=tuple(paragraphs),
-    )
 
 
 def _configuration(url: str, **extra: Any) -> EnvironmentConfiguration:
@@ -99,7 +84,7 @@ async def test_success_path(
 ) -> None:
     """Imports, clears, runs each paragraph with the params, deletes the note at close."""
     server = await make_server(legacy_job_status=legacy_job_status)
-    note = _note("print('a')", ("%python\nfail", False), "%python\nb = 2")
+    note = make_note("print('a')", ("%python\nfail", False), "%python\nb = 2")
 
     run, seen = await _run_note(server, tmp_path, note)
 
@@ -135,7 +120,7 @@ async def test_error_paragraph_does_not_stop_the_run(
 ) -> None:
     """A paragraph in ERROR (200 or the old 500 answer) is reported; later ones still run."""
     server = await make_server(error_status=error_status)
-    note = _note("%python\nfail", "%python\nafter")
+    note = make_note("%python\nfail", "%python\nafter")
 
     run, _ = await _run_note(server, tmp_path, note)
 
@@ -152,7 +137,7 @@ async def test_unprefixed_paragraph_without_group_prefix_would_fail(
 ) -> None:
     """The server's own default group is not the note's: the engine's prefix is what runs it."""
     server = await make_server()
-    note = _note("%spark\nval x = 1", "x = 1", default_group="python")
+    note = make_note("%spark\nval x = 1", "x = 1", default_group="python")
 
     run, _ = await _run_note(server, tmp_path, note)
 
@@ -164,7 +149,7 @@ async def test_unprefixed_paragraph_without_group_prefix_would_fail(
 async def test_stop_policy_skips_the_rest(make_server: ServerFactory, tmp_path: Path) -> None:
     """With onParagraphError "stop" the paragraphs after a failure are SKIPPED, not sent."""
     server = await make_server()
-    note = _note("%python\nok", "%python\nfail", "%python\nnever", "%python\nnor this")
+    note = make_note("%python\nok", "%python\nfail", "%python\nnever", "%python\nnor this")
 
     run, seen = await _run_note(server, tmp_path, note, onParagraphError="stop")
 
@@ -189,7 +174,7 @@ async def _cancel_slow_run(
         seen.append(result)
 
     session = await _start(server.url, tmp_path)
-    task = asyncio.create_task(session.run(_note("%python\nok", "%python\nsleep 60"), listen))
+    task = asyncio.create_task(session.run(make_note("%python\nok", "%python\nsleep 60"), listen))
     await asyncio.wait_for(server.sleeping.wait(), DEADLINE_SECONDS)
     note_id = next(iter(server.notes))
     began = time.monotonic()
@@ -236,7 +221,7 @@ async def test_login_keeps_the_session_cookie(make_server: ServerFactory, tmp_pa
     server = await make_server(username="alice", password="s3cret")
 
     run, _ = await _run_note(
-        server, tmp_path, _note("%python\nok"), username="alice", password="s3cret"
+        server, tmp_path, make_note("%python\nok"), username="alice", password="s3cret"
     )
 
     assert run.succeeded
@@ -260,7 +245,7 @@ async def test_missing_login_fails_the_import(make_server: ServerFactory, tmp_pa
     session = await _start(server.url, tmp_path)
     try:
         with pytest.raises(EngineError) as caught:
-            await asyncio.wait_for(session.run(_note("%python\nok")), DEADLINE_SECONDS)
+            await asyncio.wait_for(session.run(make_note("%python\nok")), DEADLINE_SECONDS)
     finally:
         await session.close()
     assert str(caught.value) == "Unable to import model into Zeppelin[HTTP 401: Unauthorized]"
@@ -273,7 +258,7 @@ async def test_import_failure_message(make_server: ServerFactory, tmp_path: Path
     session = await _start(server.url, tmp_path)
     try:
         with pytest.raises(EngineError) as caught:
-            await asyncio.wait_for(session.run(_note("%python\nok")), DEADLINE_SECONDS)
+            await asyncio.wait_for(session.run(make_note("%python\nok")), DEADLINE_SECONDS)
     finally:
         await session.close()
     assert str(caught.value) == (
@@ -289,7 +274,7 @@ async def test_5xx_is_retried_then_succeeds(make_server: ServerFactory, tmp_path
     server.fail_next("GET", "/api/notebook/job/{note_id}", times=2, status=503)
     server.fail_next("DELETE", "/api/notebook/{note_id}", times=1, status=500)
 
-    run, _ = await _run_note(server, tmp_path, _note("%python\nok"))
+    run, _ = await _run_note(server, tmp_path, make_note("%python\nok"))
 
     assert run.succeeded
     lines = server.lines()
@@ -317,7 +302,7 @@ async def test_run_call_failing_without_result_polls_the_status(
     server = await make_server()
     server.fail_next("POST", "/api/notebook/run/{note_id}/{paragraph_id}", times=1, status=500)
 
-    run, _ = await _run_note(server, tmp_path, _note("%python\nfirst", "%python\nsecond"))
+    run, _ = await _run_note(server, tmp_path, make_note("%python\nfirst", "%python\nsecond"))
 
     first, second = run.paragraphs
     assert first.status is ParagraphStatus.ERROR
@@ -363,7 +348,7 @@ async def test_note_without_enabled_paragraphs_needs_no_server(
     """Only disabled paragraphs: nothing is imported, the run is empty, close is idempotent."""
     server = await make_server()
     session = await _start(server.url, tmp_path)
-    run = await session.run(_note(("%python\nfail", False)))
+    run = await session.run(make_note(("%python\nfail", False)))
     await session.close()
     await session.close()
     assert run.paragraphs == ()
