@@ -91,7 +91,9 @@ class MemoryEnvironmentLocks(_QueueReads):
 
 class KafkaEnvironmentLocks(_QueueReads):
     """Claims and releases on the environments topic; ``claim`` returns once the claim is read
-    back, so the queue it is judged against includes every earlier claim of any worker."""
+    back, so the queue it is judged against includes every earlier claim of any worker: a
+    configuration's claims share a key, so a partition, and reading that partition up to the
+    claim's own offset reads every claim before it."""
 
     def __init__(
         self,
@@ -107,20 +109,20 @@ class KafkaEnvironmentLocks(_QueueReads):
         self.claims = ClaimQueues()
 
     async def claim(self, tenant: str, configuration_id: str, job_id: str) -> None:
-        await self._send(EnvironmentClaimed(
+        partition, offset = await self._send(EnvironmentClaimed(
             tenant=tenant, configuration_id=configuration_id, job_id=job_id, occurred_at=_now()
         ))  # fmt: skip
-        await self._reader.caught_up(self._timeout)
+        await self._reader.read_past(partition, offset, self._timeout)
 
     async def release(self, tenant: str, configuration_id: str, job_id: str) -> None:
         await self._send(EnvironmentReleased(
             tenant=tenant, configuration_id=configuration_id, job_id=job_id, occurred_at=_now()
         ))  # fmt: skip
 
-    async def _send(self, message: EnvironmentMessage) -> None:
+    async def _send(self, message: EnvironmentMessage) -> tuple[int, int]:
         key = lock_key(message.tenant, message.configuration_id).encode()
         value = message.model_dump_json().encode()
-        await until_acknowledged(
+        return await until_acknowledged(
             lambda: self._producer.send(self._topic, key, value),
             what=f"{message.type} {message.job_id}",
         )

@@ -8,6 +8,7 @@ caused was acknowledged (see :mod:`worker.consumer`).
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -16,7 +17,10 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from adapters.ports import BrokerUnavailable
 from schemas.commands import Command
-from schemas.events import Event
+from schemas.events import Event, JobStatusChanged
+
+if TYPE_CHECKING:  # tracing is optional: nothing of OpenTelemetry is imported while it is off
+    from adapters.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -96,48 +100,72 @@ class KafkaProducer:
         key: bytes | None,
         value: bytes,
         headers: Sequence[tuple[str, bytes]] = (),
-    ) -> None:
-        """Return once the broker acknowledged; :class:`BrokerUnavailable` after the timeout."""
+    ) -> tuple[int, int]:
+        """Return (partition, offset) once the broker acknowledged; :class:`BrokerUnavailable`
+        after the timeout."""
         try:
             async with asyncio.timeout(self._ack_timeout):
-                await self._producer.send_and_wait(
+                metadata = await self._producer.send_and_wait(
                     topic, value=value, key=key, headers=list(headers)
                 )
         except (TimeoutError, KafkaError) as failure:
             raise BrokerUnavailable(
                 f"broker did not acknowledge within {self._ack_timeout:g} s: {failure!r}"
             ) from failure
+        return metadata.partition, metadata.offset
 
 
 class KafkaCommandPublisher:
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(
+        self, producer: KafkaProducer, topic: str, tracing: "Tracing | None" = None
+    ) -> None:
         self._producer = producer
         self._topic = topic
+        self._tracing = tracing
 
     async def publish(self, command: Command) -> None:
-        await self._producer.send(
-            self._topic,
-            command.job_id.encode(),
-            command.model_dump_json().encode(),
-            [
-                ("type", command.type.encode()),
-                ("schema-version", str(command.schema_version).encode()),
-            ],
-        )
+        headers = [
+            ("type", command.type.encode()),
+            ("schema-version", str(command.schema_version).encode()),
+        ]
+        value = command.model_dump_json().encode()
+        if self._tracing is None:
+            await self._producer.send(self._topic, command.job_id.encode(), value, headers)
+            return
+        attributes = {"jobmanager.job_id": command.job_id, "jobmanager.tenant": command.tenant}
+        with self._tracing.sending(command.type, self._topic, attributes) as context:
+            await self._producer.send(
+                self._topic, command.job_id.encode(), value, headers + context
+            )
 
 
 class KafkaEventPublisher:
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(
+        self, producer: KafkaProducer, topic: str, tracing: "Tracing | None" = None
+    ) -> None:
         self._producer = producer
         self._topic = topic
+        self._tracing = tracing
 
     async def publish(self, event: Event) -> None:
-        await self._producer.send(
-            self._topic,
-            event.job_id.encode(),
-            event.model_dump_json().encode(),
-            [("type", event.type.encode()), ("event-id", event.event_id.encode())],
-        )
+        headers = [("type", event.type.encode()), ("event-id", event.event_id.encode())]
+        value = event.model_dump_json().encode()
+        if self._tracing is None:
+            await self._producer.send(self._topic, event.job_id.encode(), value, headers)
+            return
+        # One child span per status change (and per progress event) of the job's span.
+        attributes: dict[str, str | int] = {
+            "jobmanager.job_id": event.job_id,
+            "jobmanager.tenant": event.tenant,
+            "jobmanager.status": str(event.status),
+            "jobmanager.sequence": event.sequence,
+        }
+        if isinstance(event, JobStatusChanged):
+            attributes["jobmanager.trigger"] = event.trigger
+            if event.previous_status is not None:
+                attributes["jobmanager.previous_status"] = str(event.previous_status)
+        with self._tracing.sending(event.type, self._topic, attributes) as context:
+            await self._producer.send(self._topic, event.job_id.encode(), value, headers + context)
 
 
 class KafkaDeadLetterPublisher:
@@ -179,6 +207,17 @@ async def consumer_lag(consumer: AIOKafkaConsumer) -> dict[tuple[str, int], int]
 PartitionsCallback = Callable[[frozenset[TopicPartition]], Awaitable[None]]
 
 
+def group_generation(consumer: AIOKafkaConsumer) -> int:
+    """The consumer group generation of the member's current assignment (0 before one).
+
+    Every rebalance raises it, so a partition's next owner always has a higher one than its
+    previous owner. aiokafka keeps it on its coordinator only (no public accessor).
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    generation = getattr(coordinator, "generation", 0)
+    return max(0, generation) if isinstance(generation, int) else 0
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, on_revoked: PartitionsCallback, on_assigned: PartitionsCallback) -> None:
         self._on_revoked = on_revoked
@@ -197,13 +236,21 @@ def command_consumer(
     group_id: str,
     on_revoked: PartitionsCallback,
     on_assigned: PartitionsCallback,
+    session_timeout_ms: int = 10_000,
+    heartbeat_interval_ms: int = 3_000,
 ) -> AIOKafkaConsumer:
-    """A group member on the commands topic; offsets are committed by the caller only."""
+    """A group member on the commands topic; offsets are committed by the caller only.
+
+    ``session_timeout_ms`` bounds how long a dead member keeps its partitions, so it is the
+    main part of the time to take a crashed worker's jobs over.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_interval_ms,
         # A job runs outside the poll loop, so long jobs never exceed the poll interval.
         max_poll_records=100,
     )
@@ -250,6 +297,11 @@ class EventReader:
 
     async def next_batch(self, timeout_ms: int = 500) -> list[bytes]:
         """The next values; the caller applies them before calling again."""
+        return [value for _, value in await self.next_records(timeout_ms) if value]
+
+    async def next_records(self, timeout_ms: int = 500) -> list[tuple[bytes | None, bytes | None]]:
+        """The next (key, value) pairs, tombstones (value None) included, for compacted topics;
+        the caller applies them before calling again."""
         # The previous batch has been applied now, so its positions may be announced.
         async with self._progress:
             self._applied = dict(self._read)
@@ -257,7 +309,7 @@ class EventReader:
         batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
         for partition in self._partitions:
             self._read[partition] = await self._consumer.position(partition)
-        return [record.value for records in batches.values() for record in records if record.value]
+        return [(record.key, record.value) for records in batches.values() for record in records]
 
     def lag(self) -> int | None:
         """Records on the broker not yet applied, from the last fetch's highwater marks (no broker
@@ -269,6 +321,14 @@ class EventReader:
                 return None
             total += max(0, highwater - self._applied.get(partition, 0))
         return total
+
+    async def read_past(self, partition: int, offset: int, timeout_seconds: float) -> None:
+        """Return once the record at ``offset`` of ``partition``, and so every earlier one of
+        that partition, has been read and applied. Cheaper than :meth:`caught_up` (no offsets
+        request) when the caller knows where its own record landed."""
+        where = TopicPartition(self._topic, partition)
+        async with asyncio.timeout(timeout_seconds), self._progress:
+            await self._progress.wait_for(lambda: self._applied.get(where, 0) > offset)
 
     async def caught_up(self, timeout_seconds: float) -> None:
         """Return once everything published before the call has been read and applied."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from adapters.ports import BrokerUnavailable
 from schemas.commands import Command
 from schemas.events import Event
+from schemas.schedules import ScheduleMessage
 
 
 @dataclass
@@ -56,3 +57,22 @@ class MemoryDeadLetterPublisher:
 
     async def dead_letter(self, key: bytes | None, value: bytes, reason: str, origin: str) -> None:
         self.parked.append(DeadLetter(key, value, reason, origin))
+
+
+@dataclass
+class MemoryScheduleLog:
+    """Keeps schedule records in order; tombstones are kept as ``(tenant, schedule_id)``."""
+
+    published: list[ScheduleMessage] = field(default_factory=list)
+    erased: list[tuple[str, str]] = field(default_factory=list)
+    unavailable: bool = False
+
+    async def publish(self, message: ScheduleMessage) -> None:
+        if self.unavailable:
+            raise BrokerUnavailable("in-memory broker marked unavailable")
+        self.published.append(message)
+
+    async def erase(self, tenant: str, schedule_id: str) -> None:
+        if self.unavailable:
+            raise BrokerUnavailable("in-memory broker marked unavailable")
+        self.erased.append((tenant, schedule_id))

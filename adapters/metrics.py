@@ -208,6 +208,10 @@ class Metrics:
         Put it first (outermost), so it sees the status the error middleware answered with.
         """
         requests, latency = self.http_requests, self.http_latency
+        # The labelled children, looked up once per series rather than per request (labels()
+        # validates and locks every call; series are few: methods x route patterns x statuses).
+        counters: dict[tuple[str, str, str], Any] = {}
+        timers: dict[tuple[str, str], Any] = {}
 
         @web.middleware
         async def metrics_middleware(
@@ -226,8 +230,15 @@ class Metrics:
                 status = http.status
                 raise
             finally:
-                requests.labels(method, route, str(status)).inc()
-                latency.labels(method, route).observe(time.perf_counter() - started)
+                counted = (method, route, str(status))
+                counter = counters.get(counted)
+                if counter is None:
+                    counter = counters[counted] = requests.labels(*counted)
+                counter.inc()
+                timer = timers.get(counted[:2])
+                if timer is None:
+                    timer = timers[counted[:2]] = latency.labels(method, route)
+                timer.observe(time.perf_counter() - started)
 
         return metrics_middleware
 

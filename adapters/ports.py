@@ -6,6 +6,7 @@ Each docstring states the guarantee an implementation must give; the in-memory v
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +14,7 @@ from schemas.commands import Command
 from schemas.events import Event
 from schemas.jobs import EnvironmentConfiguration, JobRecord, JobView
 from schemas.notes import Note, NoteRun, ParagraphResult
+from schemas.schedules import Schedule, ScheduleMessage, ScheduleTicked
 
 
 class BrokerUnavailable(Exception):
@@ -67,11 +69,18 @@ class ProjectionStore(JobViewReader, Protocol):
     """Current record per job, as folded from the events topic.
 
     ``put`` replaces the record; callers decide with the fold whether a record is newer.
+    ``at`` is when the record's last event happened: a final job is kept for the retention
+    period after it (for ever without ``at``), then it is gone for every reader.
     """
 
     def record(self, job_id: str) -> JobRecord | None: ...
 
-    def put(self, record: JobRecord) -> None: ...
+    def put(self, record: JobRecord, at: datetime | None = None) -> None: ...
+
+    def purge(self) -> int:
+        """Free the final jobs past retention (readers stopped seeing them already); returns
+        how many were dropped."""
+        ...
 
 
 class ModelStore(Protocol):
@@ -173,3 +182,34 @@ class ExecutionEngine(Protocol):
 
 class EngineError(Exception):
     """The engine could not start or lost its runtime; the message says why."""
+
+
+class ScheduleLog(Protocol):
+    """Appends schedule records to the compacted schedules topic, keyed by
+    :func:`schemas.schedules.message_key`; returns only after the broker acknowledged.
+
+    ``erase`` writes tombstones for a deleted schedule's keys, so compaction drops it.
+    Both raise :class:`BrokerUnavailable` after the configured timeout.
+    """
+
+    async def publish(self, message: ScheduleMessage) -> None: ...
+
+    async def erase(self, tenant: str, schedule_id: str) -> None: ...
+
+
+class ScheduleReader(Protocol):
+    """The current schedules, as folded from the schedules topic. Never crosses tenants."""
+
+    def get(self, tenant: str, schedule_id: str) -> Schedule | None: ...
+
+    def revision(self, tenant: str, schedule_id: str) -> int:
+        """The revision of the schedule's latest record (0: never defined), deleted or not."""
+        ...
+
+    def list(self, tenant: str) -> Sequence[Schedule]: ...
+
+    def all(self) -> Sequence[tuple[str, Schedule]]:
+        """Every live schedule of every tenant, with its tenant."""
+        ...
+
+    def last_tick(self, tenant: str, schedule_id: str) -> ScheduleTicked | None: ...

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
@@ -11,8 +12,10 @@ log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 10.0
 
+T = TypeVar("T")
 
-async def until_acknowledged(send: Callable[[], Awaitable[None]], what: str) -> None:
+
+async def until_acknowledged(send: Callable[[], Awaitable[T]], what: str) -> T:
     """Call ``send`` until it succeeds, backing off while the broker is away.
 
     Giving up would lose a decision already taken; re-sending is safe because every message
@@ -21,8 +24,7 @@ async def until_acknowledged(send: Callable[[], Awaitable[None]], what: str) -> 
     backoff = 0.5
     while True:
         try:
-            await send()
-            return
+            return await send()
         except BrokerUnavailable as failure:
             log.warning(
                 "not acknowledged; retrying", message=what, retry_in_seconds=backoff,

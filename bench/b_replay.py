@@ -24,6 +24,7 @@ from bench.common import (
     now,
     profiled,
 )
+from bench.compose import RETENTION
 from bench.samples import Template
 from worker.projection import Projection, follow_events
 
@@ -78,7 +79,7 @@ async def ours(bootstrap: str, topic: str) -> tuple[float, int]:
     began = now()
     reader = EventReader(bootstrap, topic)
     await reader.start()
-    projection = Projection(MemoryProjectionStore())
+    projection = Projection(MemoryProjectionStore(RETENTION))
     follower = asyncio.create_task(follow_events(reader, projection))
     try:
         await reader.caught_up(TIMEOUT)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -47,6 +48,8 @@ from worker.projection import Projection, follow_events
 from worker.settings import Settings
 
 AssignedHook = Callable[[frozenset[TopicPartition]], None]
+#: The final-job retention production runs with (the default setting).
+RETENTION = timedelta(days=Settings.model_fields["final_job_retention_days"].default)
 
 
 class NoopSession:
@@ -81,7 +84,7 @@ class WatchedProjection(Projection):
     """
 
     def __init__(self) -> None:
-        super().__init__(MemoryProjectionStore())
+        super().__init__(MemoryProjectionStore(RETENTION))
         self.running_at: dict[str, float] = {}
         self.final_at: dict[str, float] = {}
         self.final_status: dict[str, JobStatus] = {}
@@ -121,7 +124,12 @@ def command_loop(
 ) -> CommandLoop:
     """``worker.bootstrap._command_loop`` with ``engines`` instead of the built-in ones."""
     home = LocalHome(settings.home)
-    mover = Mover(JobMachine(), KafkaEventPublisher(producer, settings.events_topic), ledger)
+    mover = Mover(
+        JobMachine(),
+        KafkaEventPublisher(producer, settings.events_topic),
+        ledger,
+        read_back_seconds=settings.catch_up_timeout_seconds,
+    )
     runner = JobRunner(
         mover,
         LocalModelStore(home),
@@ -144,6 +152,8 @@ def command_loop(
             settings.consumer_group,
             revoked_cb,
             assigned,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         )
 
     return CommandLoop(

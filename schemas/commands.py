@@ -18,6 +18,9 @@ class SubmitJob(CamelModel):
     request: JobRequest
     creation_date: Timestamp
     issued_at: Timestamp
+    # Set when a schedule fired the job (an extension of Job Manager v3); left out when None,
+    # so commands of other producers keep their shape, and older commands lack it.
+    schedule_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class StopJob(CamelModel):

@@ -12,9 +12,11 @@ from schemas.status import JobStatus
 _EVENT_NAMESPACE = uuid.UUID("6f1f4a52-3c56-4f7e-9a43-0b0f5a3c2e11")
 
 
-def event_id_for(job_id: str, sequence: int) -> str:
-    """Deterministic, so a re-publish after a crash carries the same id and deduplicates."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{job_id}/{sequence}"))
+def event_id_for(job_id: str, sequence: int, epoch: int = 0) -> str:
+    """Deterministic, so a re-publish carries the same id and deduplicates; the epoch is part
+    of it so two owners racing for one sequence never share an id."""
+    name = f"{job_id}/{sequence}" if epoch == 0 else f"{job_id}/{sequence}/{epoch}"
+    return str(uuid.uuid5(_EVENT_NAMESPACE, name))
 
 
 class JobStatusChanged(CamelModel):
@@ -29,6 +31,9 @@ class JobStatusChanged(CamelModel):
     job_id: str
     tenant: str
     sequence: int = Field(ge=1)
+    # The owner epoch: 0 for the worker that created the job, raised by one by each worker
+    # that takes the job over. Readers drop events of an older epoch than the job's (fencing).
+    epoch: int = Field(default=0, ge=0)
     previous_status: JobStatus | None
     status: JobStatus
     trigger: str
@@ -49,6 +54,9 @@ class JobProgressed(CamelModel):
     job_id: str
     tenant: str
     sequence: int = Field(ge=1)
+    # The owner epoch: 0 for the worker that created the job, raised by one by each worker
+    # that takes the job over. Readers drop events of an older epoch than the job's (fencing).
+    epoch: int = Field(default=0, ge=0)
     status: JobStatus
     message: str
     paragraph: ParagraphResult | None = None

@@ -1,7 +1,7 @@
 """The job as the REST API shows it, and the request that creates one."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -106,7 +106,11 @@ def _to_utc_milliseconds(moment: datetime) -> datetime:
     """Truncate to what the wire carries, so a message equals itself after a round trip."""
     if moment.tzinfo is None:
         raise ValueError("timestamps must carry a timezone")
-    return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
+    moment = moment.astimezone(UTC)
+    extra = moment.microsecond % 1000
+    # Most times come off the wire already whole milliseconds: no copy then (every event
+    # carries several, and a replay validates millions).
+    return moment.replace(microsecond=moment.microsecond - extra) if extra else moment
 
 
 Timestamp = Annotated[
@@ -151,6 +155,9 @@ class JobView(CamelModel):
     output_folder_id: str
     configuration_id: str
     maximum_execution_time_in_seconds: ExecutionSeconds = Field(default=7200)
+    # The schedule that fired the job (an extension): left out when None, so other jobs keep
+    # exactly the seed's shape; events written before schedules lack it.
+    schedule_id: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
     def request(self) -> JobRequest:
         """The request this job was submitted with (to recognise an idempotent resubmit)."""
@@ -163,12 +170,20 @@ class JobView(CamelModel):
         )
 
     @classmethod
-    def submitted(cls, job_id: str, tenant: str, request: JobRequest, at: datetime) -> "JobView":
+    def submitted(
+        cls,
+        job_id: str,
+        tenant: str,
+        request: JobRequest,
+        at: datetime,
+        schedule_id: str | None = None,
+    ) -> "JobView":
         return cls(
             id=job_id,
             status=JobStatus.SUBMITTED,
             creation_date=at,
             created_by=tenant,
+            schedule_id=schedule_id,
             **request.model_dump(by_alias=False),
         )
 
@@ -185,16 +200,29 @@ class ErrorBody(CamelModel):
     errors: tuple[ErrorDetail, ...]
 
 
+class TimelineEntry(CamelModel):
+    """One step of a job's history: a status move (``moved``) or a new step message."""
+
+    status: JobStatus
+    at: Timestamp
+    message: str
+    moved: bool = True
+
+
 class JobRecord(CamelModel):
     """What a projection keeps per job: the view and the sequence of the last event folded in.
 
     ``sequence`` 0 marks a job the gateway accepted whose first event has not been read yet.
+    ``timeline`` is the job's moves and step messages in order (bounded, see the fold).
     """
 
     view: JobView
     sequence: int = Field(ge=0)
     tenant: str
     paragraphs: tuple[ParagraphResult, ...] = ()
+    # The owner epoch of the last event folded in (see ``schemas.events``).
+    epoch: int = Field(default=0, ge=0)
+    timeline: tuple[TimelineEntry, ...] = ()
 
 
 class EnvironmentConfiguration(CamelModel):
@@ -228,11 +256,16 @@ class SortInfo(CamelModel):
     empty: bool
 
 
-class JobPage(CamelModel):
-    """``GET /jobs``: a Spring-style page and the SDK's ``JobList`` in one body."""
+ItemT = TypeVar("ItemT", bound=CamelModel)
 
-    content: tuple[JobListItem, ...]
-    jobs: tuple[JobListItem, ...]
+
+class Page(CamelModel, Generic[ItemT]):
+    """A listing's answer: a Spring-style page; each subclass adds the SDK's list of it.
+
+    The body ``adapters.http.paging.PageRequest.body`` writes, so the OpenAPI document shows it.
+    """
+
+    content: tuple[ItemT, ...]
     page: PageInfo
     total_pages: int
     total_elements: int
@@ -242,6 +275,12 @@ class JobPage(CamelModel):
     number: int
     number_of_elements: int
     sort: SortInfo
+
+
+class JobPage(Page[JobListItem]):
+    """``GET /jobs``: a Spring-style page and the SDK's ``JobList`` in one body."""
+
+    jobs: tuple[JobListItem, ...]
 
 
 class ParagraphView(CamelModel):

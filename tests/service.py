@@ -2,23 +2,51 @@
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from tests.kafka_broker import free_port
 from worker.settings import Settings
 
 JOBMANAGER = Path(sys.executable).with_name("jobmanager")
 FINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def fresh_settings(bootstrap: str, home: Path, **overrides: Any) -> Settings:
+    """Settings with topics, consumer group and JWT secret no other test shares.
+
+    Every ``*_topic`` setting is fresh, so a topic added later cannot leak between tests;
+    ``overrides`` set the rest.
+    """
+    suffix = uuid.uuid4().hex[:10]
+    topics = {
+        name: f"test.{suffix}.{name.removesuffix('_topic')}"
+        for name in Settings.model_fields
+        if name.endswith("_topic")
+    }
+    fields: dict[str, Any] = {
+        "home": home,
+        "kafka_bootstrap_servers": bootstrap,
+        "consumer_group": f"test-{suffix}",
+        "topic_partitions": 3,
+        "jwt_secret": SecretStr(secrets.token_urlsafe(32)),
+        **topics,
+        **overrides,
+    }
+    return Settings(**fields)
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -49,6 +77,7 @@ class Service:
     url: str
     env: dict[str, str]
     log: Path
+    pid: int = 0  # the jobmanager process (for its memory, or to signal it)
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
@@ -123,7 +152,7 @@ def running_service(settings: Settings, log: Path, command: str = "serve") -> It
         process = subprocess.Popen(
             [str(JOBMANAGER), command], env=env, stdout=sink, stderr=subprocess.STDOUT
         )
-    service = Service(f"http://127.0.0.1:{port}", env, log)
+    service = Service(f"http://127.0.0.1:{port}", env, log, process.pid)
     try:
         _wait_until_healthy(service, process, timeout=90.0)
         yield service

@@ -4,6 +4,8 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -14,6 +16,8 @@ from adapters.engines import EngineByConfiguration
 from adapters.environment_locks import KafkaEnvironmentLocks
 from adapters.http.auth import Authenticator, AuthSettings
 from adapters.http.gateway import Gateway, GatewayLimits
+from adapters.http.schedules import ScheduleApi
+from adapters.http.ui import WebUi
 from adapters.kafka import (
     EventReader,
     KafkaCommandPublisher,
@@ -23,6 +27,7 @@ from adapters.kafka import (
     command_consumer,
     ensure_topics,
 )
+from adapters.kafka_schedules import SCHEDULES_TOPIC_CONFIG, KafkaScheduleLog, follow_schedules
 from adapters.local_files import (
     LocalEnvironmentProvider,
     LocalFolderStore,
@@ -33,22 +38,29 @@ from adapters.metrics import Check, CheckResult, Metrics, Probes, Readiness, lag
 from adapters.mindsphere import MindSphereFolderStore, MindSphereModelStore
 from adapters.ports import BrokerUnavailable, FolderStore, ModelStore
 from adapters.projection_store import MemoryProjectionStore
+from adapters.schedule_store import MemoryScheduleStore
 from statemachine import JobMachine
 from worker.consumer import CommandLoop
-from worker.jobs import JobRunner
+from worker.jobs import JobRunner, Lease
 from worker.moves import Mover
 from worker.projection import Projection, follow_events
+from worker.scheduler import Scheduler
 from worker.settings import Settings
+
+if TYPE_CHECKING:  # tracing is optional: nothing of OpenTelemetry is imported while it is off
+    from adapters.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
 BROKER_WAIT_SECONDS = 60.0
+TRACING_FLUSH_SECONDS = 5.0
 
 
 @dataclass
 class Roles:
     gateway: bool = True
     worker: bool = True
+    scheduler: bool = True
 
 
 async def _wait_for_topics(settings: Settings) -> None:
@@ -57,6 +69,7 @@ async def _wait_for_topics(settings: Settings) -> None:
         settings.events_topic,
         settings.dead_letter_topic,
         settings.environments_topic,
+        settings.schedules_topic,
     )
     deadline = asyncio.get_running_loop().time() + BROKER_WAIT_SECONDS
     while True:
@@ -72,6 +85,7 @@ async def _wait_for_topics(settings: Settings) -> None:
                     settings.environments_topic: {
                         "retention.ms": str(settings.events_retention_ms)
                     },
+                    settings.schedules_topic: SCHEDULES_TOPIC_CONFIG,
                 },
             )
             return
@@ -87,10 +101,14 @@ async def _wait_for_topics(settings: Settings) -> None:
 
 async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None:
     """Run the requested roles until ``stopping`` is set, then shut down in order."""
+    tracing = _tracing(settings)
     await _wait_for_topics(settings)
     # One registry per process: in `serve`, the gateway's /metrics shows the worker's too.
     metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
+        if tracing is not None:
+            # Pushed first, so it runs last: the spans of the shutdown are exported too.
+            stack.push_async_callback(_quietly, "tracing", lambda: _flush(tracing))
         producer = KafkaProducer(
             settings.kafka_bootstrap_servers, settings.broker_ack_timeout_seconds, "jobmanager"
         )
@@ -101,7 +119,8 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
         await reader.start()
         stack.push_async_callback(_quietly, "event reader", reader.stop)
         # One projection per process: the gateway's read side and the worker's ledger.
-        projection = Projection(MemoryProjectionStore())
+        retention = settings.final_job_retention_days
+        projection = Projection(MemoryProjectionStore(timedelta(days=retention) or None))
         follower = asyncio.create_task(follow_events(reader, projection), name="projection")
         stack.push_async_callback(_cancel, follower)
         watched = [follower]
@@ -115,11 +134,25 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
                 }
             ),
         )
-        if roles.worker and not roles.gateway and settings.worker_metrics_port:
+        if (roles.worker or roles.scheduler) and not roles.gateway and settings.worker_metrics_port:
             # Up before the catch-up: alive at once, ready once caught up.
             await _serve_probes(stack, probes, settings.host, settings.worker_metrics_port)
         await reader.caught_up(settings.catch_up_timeout_seconds)
         log.info("projection caught up", jobs=len(projection.store))  # type: ignore[arg-type]
+        schedules = MemoryScheduleStore()
+        schedule_log = KafkaScheduleLog(producer, settings.schedules_topic)
+        if roles.gateway or roles.scheduler:
+            schedule_reader = EventReader(
+                settings.kafka_bootstrap_servers, settings.schedules_topic
+            )
+            await schedule_reader.start()
+            stack.push_async_callback(_quietly, "schedule reader", schedule_reader.stop)
+            following = asyncio.create_task(
+                follow_schedules(schedule_reader, schedules), name="schedules"
+            )
+            stack.push_async_callback(_cancel, following)
+            watched.append(following)
+            await schedule_reader.caught_up(settings.catch_up_timeout_seconds)
 
         if roles.worker:
             lock_reader = EventReader(settings.kafka_bootstrap_servers, settings.environments_topic)
@@ -135,7 +168,7 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
             stack.push_async_callback(_cancel, claims)
             watched.append(claims)
             await lock_reader.caught_up(settings.catch_up_timeout_seconds)
-            loop = _command_loop(settings, producer, projection, reader, locks, metrics)
+            loop = _command_loop(settings, producer, projection, reader, locks, metrics, tracing)
             await loop.start()
             stack.push_async_callback(
                 _quietly, "command loop", lambda: loop.stop(settings.shutdown_grace_seconds)
@@ -156,7 +189,7 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
             )
             stack.push_async_callback(_quietly, "authenticator", authenticator.close)
             gateway = Gateway(
-                KafkaCommandPublisher(producer, settings.commands_topic),
+                KafkaCommandPublisher(producer, settings.commands_topic, tracing),
                 projection.store,
                 authenticator,
                 projection.accept,
@@ -165,14 +198,37 @@ async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None
                     max_execution_seconds=settings.max_execution_seconds,
                     requests_per_second=settings.rate_limit_per_second,
                     request_burst=settings.rate_limit_burst,
+                    max_pending_writes=settings.max_pending_writes,
                 ),
                 probes=probes,
+                tracing=tracing,
+                ui=WebUi(
+                    projection.store,
+                    projection,
+                    authenticator,
+                    folders=LocalHome(settings.home) if settings.stores == "local" else None,
+                ),
+                schedules=ScheduleApi(
+                    schedules, schedule_log, schedules.apply, settings.max_execution_seconds
+                ),
             )
             runner = web.AppRunner(gateway.app(), access_log=None)
             await runner.setup()
             stack.push_async_callback(_quietly, "gateway", runner.cleanup)
             await web.TCPSite(runner, settings.host, settings.port).start()
             log.info("gateway listening", url=f"http://{settings.host}:{settings.port}")
+
+        if roles.scheduler:
+            scheduler = Scheduler(
+                schedules,
+                schedule_log,
+                KafkaCommandPublisher(producer, settings.commands_topic, tracing),
+                projection.store.record,
+                timedelta(seconds=settings.schedule_catch_up_seconds),
+            )
+            firing = asyncio.create_task(scheduler.run(), name="scheduler")
+            stack.push_async_callback(_cancel, firing)
+            watched.append(firing)
 
         stop_wait = asyncio.create_task(stopping.wait())
         done, _ = await asyncio.wait([stop_wait, *watched], return_when=asyncio.FIRST_COMPLETED)
@@ -196,13 +252,16 @@ def _command_loop(
     reader: EventReader,
     locks: KafkaEnvironmentLocks,
     metrics: Metrics,
+    tracing: "Tracing | None" = None,
 ) -> CommandLoop:
     home = LocalHome(settings.home)
     mover = Mover(
         JobMachine(),
-        KafkaEventPublisher(producer, settings.events_topic),
+        KafkaEventPublisher(producer, settings.events_topic, tracing),
         ledger,
         metrics=metrics,
+        # Moves are confirmed from the topic, so a worker that lost the job stops at once.
+        read_back_seconds=settings.catch_up_timeout_seconds,
     )
     models, folders = _stores(settings, home)
     runner = JobRunner(
@@ -213,6 +272,7 @@ def _command_loop(
         EngineByConfiguration({"local": LocalNoteEngine(), "zeppelin": ZeppelinEngine()}),
         locks,
         settings.worker_concurrency,
+        lease=Lease(settings.job_lease_renew_seconds, settings.job_lease_seconds),
     )
     return CommandLoop(
         lambda on_revoked, on_assigned: command_consumer(
@@ -221,11 +281,31 @@ def _command_loop(
             settings.consumer_group,
             on_revoked,
             on_assigned,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         ),
         runner,
         KafkaDeadLetterPublisher(producer, settings.dead_letter_topic),
         lambda: reader.caught_up(settings.catch_up_timeout_seconds),
+        tracing=tracing,
     )
+
+
+def _tracing(settings: Settings) -> "Tracing | None":
+    if settings.tracing == "off":
+        return None  # and adapters.tracing, so OpenTelemetry, is never imported
+    from adapters.tracing import TracingUnavailable, build_tracing
+
+    try:
+        return build_tracing(settings.tracing)
+    except TracingUnavailable as missing:
+        raise SystemExit(str(missing)) from None
+
+
+async def _flush(tracing: "Tracing") -> None:
+    """Export the buffered spans; an unreachable collector delays the exit by at most this."""
+    async with asyncio.timeout(TRACING_FLUSH_SECONDS):
+        await asyncio.to_thread(tracing.shutdown)
 
 
 def _broker_check(producer: KafkaProducer) -> Check:

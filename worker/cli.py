@@ -4,8 +4,7 @@ import asyncio
 import signal
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +21,9 @@ from adapters.local_files import LocalHome, checked_id
 from schemas.notes import parse_note
 from schemas.status import JobStatus
 from worker.bootstrap import Roles, run
-from worker.client import Answer, ApiError, ClientError, JobManagerClient, token_tenant
+from worker.cli_options import AsJson, ConfigurationId, InputFolderId, ModelId, OutputFolderId, api
+from worker.cli_schedules import schedules
+from worker.client import Answer, ApiError, JobManagerClient, token_tenant
 from worker.logging import configure_logging
 from worker.settings import Settings
 
@@ -39,6 +40,7 @@ configurations = typer.Typer(
 app.add_typer(models, name="models")
 app.add_typer(folders, name="folders")
 app.add_typer(configurations, name="configurations")
+app.add_typer(schedules, name="schedules")
 
 Tenant = Annotated[str, typer.Option("--tenant", help="Tenant that owns the resource.")]
 OptionalId = Annotated[
@@ -62,11 +64,11 @@ def _serve(roles: Roles) -> None:
 
 @app.command()
 def serve() -> None:
-    """Run the gateway and a worker in one process (the embedded default).
+    """Run the gateway, a worker and the scheduler in one process (the embedded default).
 
     Example: jobmanager serve
     """
-    _serve(Roles(gateway=True, worker=True))
+    _serve(Roles(gateway=True, worker=True, scheduler=True))
 
 
 @app.command()
@@ -75,7 +77,7 @@ def gateway() -> None:
 
     Example: JOBMANAGER_PORT=8081 jobmanager gateway
     """
-    _serve(Roles(gateway=True, worker=False))
+    _serve(Roles(gateway=True, worker=False, scheduler=False))
 
 
 @app.command()
@@ -84,7 +86,20 @@ def worker() -> None:
 
     Example: jobmanager worker
     """
-    _serve(Roles(gateway=False, worker=True))
+    _serve(Roles(gateway=False, worker=True, scheduler=False))
+
+
+@app.command()
+def scheduler() -> None:
+    """Run only the scheduler: it fires the due times of RUNNING schedules as jobs.
+
+    Several may run; each due time still makes one job (its id comes from the schedule and the due
+    time). A restarted scheduler fires the due times it missed once, if they are at most
+    JOBMANAGER_SCHEDULE_CATCH_UP_SECONDS old (default 300).
+
+    Example: JOBMANAGER_SCHEDULE_CATCH_UP_SECONDS=3600 jobmanager scheduler
+    """
+    _serve(Roles(gateway=False, worker=False, scheduler=True))
 
 
 @app.command()
@@ -167,19 +182,6 @@ _STYLES = {
 }
 
 JobId = Annotated[str, typer.Argument(help="The job's id.", show_default=False)]
-AsJson = Annotated[
-    bool, typer.Option("--json", help="Print the API's JSON answer as it is, for scripts.")
-]
-
-
-@contextmanager
-def _api() -> Iterator[JobManagerClient]:
-    """A client for the configured gateway; its failures become one line on stderr, exit 1."""
-    try:
-        yield JobManagerClient.from_config()
-    except ClientError as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(1) from None
 
 
 def _console() -> Console:
@@ -228,16 +230,10 @@ def _print_job(answer: Answer, as_json: bool) -> None:
 
 @app.command()
 def submit(
-    model: Annotated[str, typer.Option("--model", help="Model (note) id.", show_default=False)],
-    configuration: Annotated[
-        str, typer.Option("--configuration", help="Configuration id.", show_default=False)
-    ],
-    input_folder: Annotated[
-        str, typer.Option("--input", help="Input folder id.", show_default=False)
-    ],
-    output_folder: Annotated[
-        str, typer.Option("--output", help="Output folder id.", show_default=False)
-    ],
+    model: ModelId,
+    configuration: ConfigurationId,
+    input_folder: InputFolderId,
+    output_folder: OutputFolderId,
     max_seconds: Annotated[
         int, typer.Option("--max-seconds", min=1, help="maximumExecutionTimeInSeconds.")
     ] = 7200,
@@ -260,7 +256,7 @@ def submit(
         "outputFolderId": output_folder,
         "maximumExecutionTimeInSeconds": str(max_seconds),
     }
-    with _api() as client:
+    with api() as client:
         answer = client.submit(request, idempotency_key)
     if answer.status == 200:
         typer.echo("This Idempotency-Key was used before: this is the job it created.", err=True)
@@ -273,7 +269,7 @@ def get(job_id: JobId, as_json: AsJson = False) -> None:
 
     Example: jobmanager get 3f2a9c0d1e4b4f6a8b7c6d5e4f3a2b1c --json
     """
-    with _api() as client:
+    with api() as client:
         answer = client.get(job_id)
     _print_job(answer, as_json)
 
@@ -317,7 +313,7 @@ def list_jobs(
         job_filter["configurationId"] = configuration
     if message is not None:
         job_filter["message"] = {"contains": message}
-    with _api() as client:
+    with api() as client:
         answer = client.list_jobs(job_filter, page, size)
     if as_json:
         typer.echo(answer.text)
@@ -388,7 +384,7 @@ def stop(job_id: JobId, as_json: AsJson = False) -> None:
 
     Example: jobmanager stop 3f2a9c0d1e4b4f6a8b7c6d5e4f3a2b1c
     """
-    with _api() as client:
+    with api() as client:
         answer = client.stop(job_id)
     _print_job(answer, as_json)
 
@@ -464,7 +460,7 @@ def watch(
     console = _console()
     job: Mapping[str, Any] = {}
     timed_out = False
-    with _api() as client:
+    with api() as client:
         job = client.get(job_id).data
         total = _paragraph_total(client, str(job.get("modelId", "")))
         paragraphs: list[Mapping[str, Any]] = []
@@ -519,7 +515,7 @@ def logs(
 
     Example: jobmanager logs 3f2a9c0d1e4b4f6a8b7c6d5e4f3a2b1c --traceback
     """
-    with _api() as client:
+    with api() as client:
         body: Mapping[str, Any] = client.paragraphs(job_id).data
     console = _console()
     paragraphs = body.get("paragraphs") or []

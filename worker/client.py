@@ -183,6 +183,18 @@ class JobManagerClient:
     def paragraphs(self, job_id: str) -> Answer:
         return self._call("GET", f"/jobs/{_segment(job_id)}/paragraphs")
 
+    def schedules(
+        self,
+        method: str,
+        schedule_id: str | None = None,
+        action: str | None = None,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """``/schedules``, ``/schedules/{id}`` or ``/schedules/{id}/{action}``."""
+        path = "/schedules" if schedule_id is None else f"/schedules/{_segment(schedule_id)}"
+        return self._call(method, f"{path}/{action}" if action else path, body=body, query=query)
+
     def _call(
         self,
         method: str,
@@ -211,6 +223,8 @@ class JobManagerClient:
             raise self._unreachable(error.reason) from None
         except (OSError, ValueError) as error:  # timeouts, resets, malformed answers
             raise self._unreachable(error) from None
+        if not text and status == 204:  # DELETE answers no content
+            return Answer(status, text, None)
         try:
             return Answer(status, text, json.loads(text))
         except json.JSONDecodeError:

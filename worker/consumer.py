@@ -6,20 +6,25 @@ uncommitted until its job is final, so a crash at any point redelivers it to the
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from adapters.kafka import PartitionsCallback, consumer_lag
+from adapters.kafka import PartitionsCallback, consumer_lag, group_generation
 from adapters.metrics import DeadLetterReason, Metrics
 from adapters.ports import DeadLetterPublisher
 from schemas.commands import COMMANDS, Command
 from statemachine import IllegalMove
+from worker import failpoints
 from worker.handlers import COMMAND_HANDLERS
 from worker.jobs import CommandRefused, JobRunner
+
+if TYPE_CHECKING:  # tracing is optional: nothing of OpenTelemetry is imported while it is off
+    from adapters.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +72,10 @@ class CommandLoop:
         dead_letters: DeadLetterPublisher,
         catch_up: Callable[[], Awaitable[None]],
         metrics: Metrics | None = None,
+        tracing: "Tracing | None" = None,
     ) -> None:
         self._consumer = consumer_factory(self._on_revoked, self._on_assigned)
+        self._tracing = tracing
         self._runner = runner
         self._metrics = metrics if metrics is not None else runner.metrics
         self._dead_letters = dead_letters
@@ -84,7 +91,8 @@ class CommandLoop:
 
     async def stop(self, grace_seconds: float) -> None:
         """Let running jobs finish within the grace period; hand the rest over."""
-        tasks = [a.task for a in self._runner.active.values() if a.task is not None]
+        # Only jobs this worker runs; watching another worker's lease is dropped at once.
+        tasks = self._runner.executing()
         if tasks:
             log.info("waiting for running jobs", count=len(tasks), grace_seconds=grace_seconds)
             await asyncio.wait(tasks, timeout=grace_seconds)
@@ -94,22 +102,35 @@ class CommandLoop:
 
     async def run(self) -> None:
         while True:
-            generation = self._generation
             batches = await self._consumer.getmany(timeout_ms=200)
             # aiokafka hands out a new assignment's records before on_partitions_assigned has
-            # finished, so nothing is handled until the ledger has caught up; records fetched
-            # across a rebalance are dropped: uncommitted, they are fetched again.
+            # finished, so nothing is handled until the ledger has caught up. It returns records
+            # of the current assignment only, so the generation is taken after the wait (taken
+            # before getmany, a rebalance during the fetch dropped the new assignment's first
+            # records, which were then not fetched again until the next rebalance). Records
+            # left when a rebalance comes mid-batch are dropped: uncommitted, they are fetched
+            # again; one whose partition is gone meanwhile is the new owner's.
             await self._ready.wait()
+            generation = self._generation
             for partition, records in batches.items():
                 for record in records:
-                    if generation != self._generation:
+                    if generation != self._generation or (
+                        partition not in self._consumer.assignment()
+                    ):
                         break
-                    await self._handle(partition, record.offset, record.key, record.value)
+                    await self._handle(
+                        partition, record.offset, record.key, record.value, record.headers
+                    )
             await self._commit()
             self._metrics.set_consumer_lag(await consumer_lag(self._consumer))
 
     async def _handle(
-        self, partition: TopicPartition, offset: int, key: bytes | None, value: bytes | None
+        self,
+        partition: TopicPartition,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         origin = f"{partition.topic}/{partition.partition}/{offset}"
         try:
@@ -125,8 +146,10 @@ class CommandLoop:
             self._offsets.skip(partition, offset)
             return
         self._offsets.begin(partition, offset, command.job_id)
+        if command.type == "SubmitJob":
+            failpoints.reach("command_received")
         try:
-            task = await self._dispatch(command)
+            task = await self._dispatch(command, headers)
         except IllegalMove:
             task = None  # already logged by the mover; the command changes nothing
         except CommandRefused as refused:
@@ -137,13 +160,26 @@ class CommandLoop:
         else:
             task.add_done_callback(lambda done: self._finished(done, partition, offset))
 
-    async def _dispatch(self, command: Command) -> "asyncio.Task[None] | None":
+    async def _dispatch(
+        self, command: Command, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> "asyncio.Task[None] | None":
         handler = COMMAND_HANDLERS[type(command)]
         with structlog.contextvars.bound_contextvars(
             job_id=command.job_id, tenant=command.tenant, command=command.type
         ):
             log.info("command received", command_id=command.command_id)
-            return await handler(command, self._runner)
+            if self._tracing is None:
+                return await handler(command, self._runner)
+            return await self._tracing.processing(
+                command.type,
+                headers,
+                {
+                    "jobmanager.job_id": command.job_id,
+                    "jobmanager.tenant": command.tenant,
+                    "jobmanager.command_id": command.command_id,
+                },
+                lambda: handler(command, self._runner),
+            )
 
     def _finished(self, task: "asyncio.Task[None]", partition: TopicPartition, offset: int) -> None:
         # A cancelled job was handed over, and a crashed one must be redelivered: neither counts.
@@ -181,7 +217,10 @@ class CommandLoop:
     async def _on_revoked(self, revoked: frozenset[TopicPartition]) -> None:
         self._ready.clear()
         self._generation += 1
-        await self._runner.abandon(self._offsets.job_ids(revoked))
+        # Jobs running here keep running (their lease tells the next owner so); only watching
+        # stops. With the eager protocol every rebalance revokes everything, so this is what
+        # keeps a worker joining the group from failing the jobs of the partitions it gets.
+        await self._runner.release(self._offsets.job_ids(revoked))
         await self._commit(only=revoked)
         self._offsets.forget(revoked)
         for partition in revoked:
@@ -190,6 +229,9 @@ class CommandLoop:
     async def _on_assigned(self, assigned: frozenset[TopicPartition]) -> None:
         # The previous owner's events must be in the ledger before its commands are redelivered.
         await self._catch_up()
+        # Jobs taken on from now on are written at this generation, higher than any earlier
+        # owner's, so their first write fences a previous owner that is only paused.
+        self._runner.owner_epoch = group_generation(self._consumer)
         self._ready.set()
         log.info("partitions assigned", partitions=sorted(p.partition for p in assigned))
 

@@ -29,7 +29,8 @@ from schemas.jobs import EnvironmentConfiguration, JobRecord
 from schemas.notes import InvalidNote, Note, NoteRun, ParagraphResult
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES
-from worker.moves import Mover
+from worker import failpoints
+from worker.moves import Fenced, Mover
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,18 @@ ENVIRONMENT_BUSY_MESSAGE = (
     "Failed to start environment [An environment has already been started for the configuration]"
 )
 WORKER_LOST_MESSAGE = "The worker running this job was lost before the job finished."
+# Rounds of taking a job over while its old owner still writes (each round fences it harder).
+TAKEOVER_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """How a running job shows it is alive: an event at least every ``renew_seconds`` (two at
+    most while the job is quiet), and how long another worker waits without one before it
+    takes the job over."""
+
+    renew_seconds: float
+    expiry_seconds: float
 
 
 class CommandRefused(Exception):
@@ -88,6 +101,13 @@ class ActiveJob:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     task: "asyncio.Task[None] | None" = None
+    #: The owner epoch this worker writes the job's events with (see ``schemas.events``).
+    epoch: int = 0
+    #: Another worker may be running the job (a redelivery): wait for its lease to lapse.
+    watch: bool = False
+    #: Set once this worker works on the job itself (not only watching another's lease).
+    executing: bool = False
+    heartbeat: "asyncio.Task[None] | None" = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +127,10 @@ class JobRunner:
         locks: EnvironmentLocks,
         concurrency: int,
         metrics: Metrics | None = None,
+        lease: "Lease | None" = None,
     ) -> None:
         self._mover = mover
+        self._lease = lease
         self._models = models
         self._folders = folders
         self._environments = environments
@@ -116,6 +138,9 @@ class JobRunner:
         self._locks = locks
         self._slots = asyncio.Semaphore(concurrency)
         self.active: dict[str, ActiveJob] = {}
+        #: The epoch of jobs this worker takes on now: the consumer group generation of its
+        #: current assignment, which is higher than any earlier owner's (set by the loop).
+        self.owner_epoch = 0
         self.metrics = metrics if metrics is not None else mover.metrics
         self.metrics.count_in_flight(lambda: len(self.active))
 
@@ -134,12 +159,24 @@ class JobRunner:
         existing = self.active.get(command.job_id)
         if existing is not None and existing.task is not None:
             return existing.task
+        bound = {"job_id": command.job_id, "tenant": command.tenant}
         if record is None or record.sequence == 0:
-            with structlog.contextvars.bound_contextvars(
-                job_id=command.job_id, tenant=command.tenant
-            ):
-                await self._mover.create(command)
-        active = ActiveJob(command)
+            epoch = self.owner_epoch
+            watch = False
+            try:
+                with structlog.contextvars.bound_contextvars(**bound):
+                    await self._mover.create(command, epoch=epoch)
+            except Fenced:
+                # Another worker created it first (it got the command before a rebalance):
+                # it is that worker's while its lease lasts, then taken over at this epoch.
+                log.warning("job created by another worker", **bound)
+                watch = True
+        else:
+            # A redelivery: whoever handled the command before may still run it (its
+            # partition moved in a rebalance) or be paused, so the job is left to it while its
+            # lease lasts; taken over after, at a newer epoch whose first write fences it.
+            epoch, watch = max(self.owner_epoch, record.epoch + 1), True
+        active = ActiveJob(command, epoch=epoch, watch=watch)
         self.active[command.job_id] = active
         active.task = asyncio.create_task(self._run(active), name=f"job-{command.job_id}")
         active.task.add_done_callback(lambda _: self._forget(active))
@@ -155,12 +192,36 @@ class JobRunner:
             log.info("stop ignored: job is not running here", status=status, **bound)
             return
         async with active.lock:
-            status = self._status(command.job_id)
-            if status in FINAL_STATUSES or status is JobStatus.STOPPING:
-                log.info("stop ignored: job is already ending", status=status, **bound)
-                return
-            await self._mover.move(command.job_id, "stop", message=STOP_REQUESTED_MESSAGE)
+            # More than one round only for a watched job whose worker is still writing: the
+            # stop is the takeover, and it may lose the race for a sequence to that worker.
+            for _ in range(TAKEOVER_ATTEMPTS):
+                status = self._status(command.job_id)
+                if status in FINAL_STATUSES or status is JobStatus.STOPPING:
+                    log.info("stop ignored: job is already ending", status=status, **bound)
+                    return
+                try:
+                    await self._mover.move(
+                        command.job_id, "stop", message=STOP_REQUESTED_MESSAGE, epoch=active.epoch
+                    )
+                    break
+                except Fenced:
+                    now = self._mover.record(command.job_id)
+                    if now is None or now.epoch > active.epoch:
+                        log.warning("stop ignored: another worker owns the job now", **bound)
+                        return
             active.stop_requested.set()
+        failpoints.reach("after_stopping_published")
+
+    def executing(self) -> list["asyncio.Task[None]"]:
+        """The tasks of jobs this worker runs itself (not the ones it only watches)."""
+        return [a.task for a in self.active.values() if a.executing and a.task is not None]
+
+    async def release(self, job_ids: set[str]) -> None:
+        """The partitions of ``job_ids`` were revoked: stop watching other workers' jobs among
+        them (the partition's next owner watches now). Jobs this worker runs keep running and
+        renewing their lease, and end here; the next owner sees them end."""
+        watched = {j for j in job_ids if j in self.active and not self.active[j].executing}
+        await self.abandon(watched)
 
     async def abandon(self, job_ids: set[str], timeout_seconds: float = 30.0) -> None:
         """Cancel jobs without publishing anything more: another worker takes them over."""
@@ -178,36 +239,116 @@ class JobRunner:
     async def _run(self, active: ActiveJob) -> None:
         command = active.command
         with structlog.contextvars.bound_contextvars(job_id=command.job_id, tenant=command.tenant):
-            status = self._status(command.job_id)
-            if status in FINAL_STATUSES:
-                log.info("job already final; command was a redelivery", status=status)
+            if active.watch and self._lease is not None and not await self._lease_lapsed(active):
                 return
-            if status is not JobStatus.SUBMITTED:
-                await self._end_orphan(active, status)
-                return
-            # Claimed first, so claims queue in the order the commands came; cancellation (a
-            # hand-over) skips the release on purpose: the next owner decides.
-            configuration_id = command.request.configuration_id
-            await self._locks.claim(command.tenant, configuration_id, command.job_id)
-            try:
-                await self._progress(active, VALIDATING_MESSAGE)
+            active.executing = True
+            if self._lease is not None:
+                active.heartbeat = asyncio.create_task(
+                    self._renew(active, self._lease), name=f"lease-{command.job_id}"
+                )
+            for _ in range(TAKEOVER_ATTEMPTS):
                 try:
-                    note, configuration = await self._validate(command)
-                except (NotFound, InvalidNote, OSError) as invalid:
-                    # OSError: a model or configuration that exists but cannot be read.
-                    await self._finish(active, Outcome("fail", f"Invalid inputs [{invalid}]"))
-                else:
-                    if await self._environment_is_ours(active, configuration):
-                        with self.metrics.holding_environment():
-                            await self._interruptible(active, self._slots.acquire())
-                            try:
-                                await self._steps(active, note, configuration)
-                            finally:
-                                self._slots.release()
+                    await self._run_once(active)
+                    return
+                except Fenced:
+                    record = self._mover.record(command.job_id)
+                    assert record is not None, "a fenced job has a record"
+                    if record.epoch > active.epoch or record.view.status in FINAL_STATUSES:
+                        log.warning(
+                            "job taken over by another worker; stopped here without a word",
+                            status=record.view.status,
+                            epoch=active.epoch,
+                            owner_epoch=record.epoch,
+                        )
+                        return
+                    # Our takeover write lost the race to the old owner, which is still
+                    # writing: try again above its latest event.
+                    active.epoch = max(active.epoch, record.epoch + 1)
+            raise Fenced(f"{command.job_id}: no takeover in {TAKEOVER_ATTEMPTS} attempts")
+
+    async def _lease_lapsed(self, active: ActiveJob) -> bool:
+        """Watch a job another worker may be running: False once it is final, True once it has
+        been silent for a whole lease (or a user asked to stop it): this worker takes it over.
+        """
+        job_id = active.command.job_id
+        assert self._lease is not None
+        while True:
+            record = self._mover.record(job_id)
+            assert record is not None, "a watched job has a record"
+            if record.view.status in FINAL_STATUSES:
+                log.info("watched job ended on its worker", status=record.view.status)
+                return False
+            try:
+                await self._interruptible(
+                    active,
+                    self._mover.changed(job_id, record.sequence),
+                    limit_seconds=self._lease.expiry_seconds,
+                )
+            except TimeLimitExceeded:
+                log.warning(
+                    "job lease lapsed; taking the job over",
+                    status=record.view.status,
+                    lease_seconds=self._lease.expiry_seconds,
+                )
+                return True
             except StopRequested:
-                # A stop while waiting (for the environment or a slot) or between steps.
-                await self._finish(active, Outcome("stopped", STOPPED_MESSAGE))
-            await self._locks.release(command.tenant, configuration_id, command.job_id)
+                return True
+
+    async def _renew(self, active: ActiveJob, lease: "Lease") -> None:
+        """Keep the job's lease: an event at least every other beat while the job is quiet."""
+        job_id = active.command.job_id
+        seen = -1
+        while True:
+            await asyncio.sleep(lease.renew_seconds)
+            # Under the job's lock, so a renewal never follows the job's final move.
+            async with active.lock:
+                record = self._mover.record(job_id)
+                if record is None or record.view.status in FINAL_STATUSES:
+                    return
+                if record.sequence != seen:
+                    seen = record.sequence
+                    continue
+                try:
+                    await self._mover.progress(job_id, None, epoch=active.epoch)
+                except Fenced:
+                    # Another worker took the job over while this one was paused or cut off.
+                    if active.task is not None:
+                        active.task.cancel()
+                    return
+                seen = -1
+
+    async def _run_once(self, active: ActiveJob) -> None:
+        command = active.command
+        status = self._status(command.job_id)
+        if status in FINAL_STATUSES:
+            log.info("job already final; command was a redelivery", status=status)
+            return
+        if status is not JobStatus.SUBMITTED:
+            await self._end_orphan(active, status)
+            return
+        # Claimed first, so claims queue in the order the commands came; cancellation (a
+        # hand-over) skips the release on purpose: the next owner decides.
+        configuration_id = command.request.configuration_id
+        await self._locks.claim(command.tenant, configuration_id, command.job_id)
+        try:
+            await self._progress(active, VALIDATING_MESSAGE, pipelined=True)
+            try:
+                note, configuration = await self._validate(command)
+            except (NotFound, InvalidNote, OSError) as invalid:
+                # OSError: a model or configuration that exists but cannot be read.
+                await self._finish(active, Outcome("fail", f"Invalid inputs [{invalid}]"))
+            else:
+                if await self._environment_is_ours(active, configuration):
+                    with self.metrics.holding_environment():
+                        await self._interruptible(active, self._slots.acquire())
+                        try:
+                            await self._steps(active, note, configuration)
+                        finally:
+                            self._slots.release()
+        except StopRequested:
+            # A stop while waiting (for the environment or a slot) or between steps.
+            await self._finish(active, Outcome("stopped", STOPPED_MESSAGE))
+        await self._locks.release(command.tenant, configuration_id, command.job_id)
 
     async def _environment_is_ours(
         self, active: ActiveJob, configuration: EnvironmentConfiguration
@@ -260,6 +401,7 @@ class JobRunner:
         except StopRequested:
             await self._finish(active, Outcome("stopped", STOPPED_MESSAGE))
             return
+        failpoints.reach("after_starting_published")
 
         environment: Environment | None = None
         session: EngineSession | None = None
@@ -278,7 +420,7 @@ class JobRunner:
                 )
             except (NotFound, OSError, EngineError) as failure:
                 raise _StepFailed(f"Failed to start environment [{failure}]") from failure
-            await self._progress(active, PREPARING_MESSAGE)
+            await self._progress(active, PREPARING_MESSAGE, pipelined=True)
             try:
                 await self._interruptible(
                     active,
@@ -291,11 +433,16 @@ class JobRunner:
             await self._advance(
                 active, "run", message=RUNNING_MESSAGE, environment_id=environment.id
             )
+            failpoints.reach("after_running_published")
             outcome = await self._execute(active, note, session)
         except StopRequested:
             outcome = Outcome("stopped", STOPPED_MESSAGE)
         except _StepFailed as failure:
             outcome = Outcome("fail", str(failure))
+        except (Fenced, asyncio.CancelledError):
+            # Fenced, or handed over (cancelled): the job is another worker's to end.
+            await self._leave(session, environment)
+            raise
         except Exception as failure:
             log.exception("job step failed unexpectedly")
             outcome = Outcome("fail", f"Internal error [{failure!r}]")
@@ -306,7 +453,12 @@ class JobRunner:
             except (OSError, EngineError) as failure:
                 log.error("engine session did not close", error=str(failure))
         if environment is not None:
-            await self._progress(active, STORING_MESSAGE, keep_stop=True)
+            try:
+                await self._progress(active, STORING_MESSAGE, keep_stop=True)
+            except Fenced:
+                await self._leave(None, environment)
+                raise
+            failpoints.reach("storing_outputs")
             try:
                 await self._folders.upload(
                     environment.workspace / "output", tenant, request.output_folder_id
@@ -323,6 +475,16 @@ class JobRunner:
         await self._finish(
             active, Outcome(outcome.trigger, " ".join(filter(None, [outcome.message, *messages])))
         )
+
+    async def _leave(self, session: EngineSession | None, environment: Environment | None) -> None:
+        """Stop a job's engine and environment without publishing or storing anything: another
+        worker owns the job now, and what this one would store could overwrite its outputs."""
+        if session is not None:
+            with contextlib.suppress(OSError, EngineError):
+                await session.close()
+        if environment is not None:
+            with contextlib.suppress(OSError):
+                await self._environments.stop(environment)
 
     async def _validate(self, command: SubmitJob) -> tuple[Note, EnvironmentConfiguration]:
         request = command.request
@@ -367,7 +529,9 @@ class JobRunner:
                 trigger = "stopped" if active.stop_requested.is_set() else "fail"
                 if trigger == "stopped" and outcome.trigger != "stopped":
                     message = STOPPED_MESSAGE
-            await self._mover.move(active.command.job_id, trigger, message=message or None)
+            await self._mover.move(
+                active.command.job_id, trigger, message=message or None, epoch=active.epoch
+            )
 
     async def _end_orphan(self, active: ActiveJob, status: JobStatus) -> None:
         """A job another worker began and never ended: end it, once, with a clear message."""
@@ -375,10 +539,13 @@ class JobRunner:
         assert record is not None, "an orphan has a record"
         user_stop = record.view.message == STOP_REQUESTED_MESSAGE
         async with active.lock:
+            trigger, message = "fail", WORKER_LOST_MESSAGE
             if status is JobStatus.STOPPING and user_stop:
-                await self._mover.move(active.command.job_id, "stopped", message=STOPPED_MESSAGE)
-            else:
-                await self._mover.move(active.command.job_id, "fail", message=WORKER_LOST_MESSAGE)
+                trigger, message = "stopped", STOPPED_MESSAGE
+            log.warning("ending a job whose worker was lost", status=status, epoch=active.epoch)
+            await self._mover.move(
+                active.command.job_id, trigger, message=message, epoch=active.epoch
+            )
         # The lost worker cannot release its claim any more; its job being final frees it too.
         await self._locks.release(
             active.command.tenant, record.view.configuration_id, active.command.job_id
@@ -393,12 +560,16 @@ class JobRunner:
         *,
         paragraph: ParagraphResult | None = None,
         keep_stop: bool = False,
+        pipelined: bool = False,
     ) -> None:
-        """Publish progress within the current status (never a move)."""
+        """Publish progress within the current status (never a move); ``pipelined``: the
+        step's work overlaps the acknowledgement, which the job's next publish waits for."""
         async with active.lock:
             if active.stop_requested.is_set() and not keep_stop:
                 raise StopRequested
-            await self._mover.progress(active.command.job_id, message, paragraph)
+            await self._mover.progress(
+                active.command.job_id, message, paragraph, epoch=active.epoch, pipelined=pipelined
+            )
 
     async def _advance(
         self,
@@ -414,7 +585,11 @@ class JobRunner:
             if active.stop_requested.is_set() and not stopping:
                 raise StopRequested
             await self._mover.move(
-                active.command.job_id, trigger, message=message, environment_id=environment_id
+                active.command.job_id,
+                trigger,
+                message=message,
+                environment_id=environment_id,
+                epoch=active.epoch,
             )
 
     async def _interruptible(
@@ -448,6 +623,8 @@ class JobRunner:
         return record.view.status
 
     def _forget(self, active: ActiveJob) -> None:
+        if active.heartbeat is not None:
+            active.heartbeat.cancel()
         if self.active.get(active.command.job_id) is active:
             del self.active[active.command.job_id]
         task = active.task

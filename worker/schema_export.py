@@ -30,6 +30,7 @@ from schemas.commands import COMMANDS, StopJob, SubmitJob
 from schemas.environments import ENVIRONMENT_MESSAGES, EnvironmentClaimed, EnvironmentReleased
 from schemas.events import EVENTS, JobProgressed, JobStatusChanged
 from schemas.jobs import JobView
+from schemas.schedules import SCHEDULE_MESSAGES, ScheduleDefined, ScheduleDeleted, ScheduleTicked
 
 #: Where the generated files are committed.
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "schemas" / "json"
@@ -45,6 +46,9 @@ _MODELS: dict[str, type[BaseModel]] = {
     "JobView": JobView,
     "EnvironmentClaimed": EnvironmentClaimed,
     "EnvironmentReleased": EnvironmentReleased,
+    "ScheduleDefined": ScheduleDefined,
+    "ScheduleDeleted": ScheduleDeleted,
+    "ScheduleTicked": ScheduleTicked,
 }
 
 
@@ -106,6 +110,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     generators["Command"] = COMMANDS.json_schema  # SubmitJob | StopJob
     generators["Event"] = EVENTS.json_schema  # JobStatusChanged | JobProgressed
     generators["EnvironmentMessage"] = ENVIRONMENT_MESSAGES.json_schema  # Claimed | Released
+    generators["ScheduleMessage"] = SCHEDULE_MESSAGES.json_schema  # Defined | Deleted | Ticked
     return {f"{name}.json": _schema(name, generators[name]) for name in sorted(generators)}
 
 

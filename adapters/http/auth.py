@@ -6,11 +6,13 @@ authenticate with the ``SESSION`` cookie must also pass the double-submit XSRF c
 """
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -41,6 +43,8 @@ _BEARER_TEXT = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+")
 
 # Indirection so tests can move the clock of the JWKS refetch limit without touching asyncio's.
 _monotonic = time.monotonic
+# Token expiry is wall-clock time; tests move this one for the verified-token cache.
+_wall_clock = time.time
 
 
 class AuthError(Exception):
@@ -78,6 +82,10 @@ class AuthSettings(BaseModel, frozen=True):
     leeway_seconds: float = Field(default=30, ge=0)
     jwks_refresh_seconds: float = Field(default=30, ge=0)
     jwks_timeout_seconds: float = Field(default=5, gt=0)
+    # Verified tokens are remembered (clients send the same one with every request) until they
+    # expire, and at most this long, so a JWKS key withdrawn is honoured within that time.
+    verified_cache_seconds: float = Field(default=60, ge=0)
+    verified_cache_entries: int = Field(default=10_000, ge=0)
 
 
 def new_xsrf_token() -> str:
@@ -120,6 +128,8 @@ class _JwksKeys:
         self._refresh_seconds = refresh_seconds
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._keys: dict[str, Any] = {}
+        # Counts key-set changes, so tokens verified against an older set are checked again.
+        self.generation = 0
         self._last_fetch: float | None = None
         self._last_error: str | None = None
         self._lock = asyncio.Lock()
@@ -149,7 +159,10 @@ class _JwksKeys:
         # Failures count too, so a down endpoint isn't hammered.
         try:
             document = await self._download()
-            self._keys = _rs256_keys(document)
+            keys = _rs256_keys(document)
+            if keys.keys() != self._keys.keys():
+                self.generation += 1
+            self._keys = keys
         except asyncio.CancelledError:
             self._last_fetch = previous  # the fetch never finished: let the next request retry
             raise
@@ -257,6 +270,9 @@ class Authenticator:
         if settings.hs256_secret is None and settings.jwks_url is None:
             raise ValueError("configure hs256_secret, jwks_url or both")
         self._settings = settings
+        # Exact token text -> (until when, JWKS key-set generation or -1 for HS256, the caller
+        # it names with via_cookie False). Only tokens that verified are added; a bounded LRU.
+        self._verified: OrderedDict[str, tuple[float, int, Principal]] = OrderedDict()
         self._jwks = (
             _JwksKeys(
                 settings.jwks_url, settings.jwks_refresh_seconds, settings.jwks_timeout_seconds
@@ -285,9 +301,14 @@ class Authenticator:
                     f"or a {SESSION_COOKIE} cookie)"
                 )
             via_cookie = True
+        # A JWT is base64url and dots; other bytes (undecodable ones arrive as surrogates)
+        # would make PyJWT raise outside its own error types.
+        if not token.isascii():
+            raise Unauthorized("token is malformed")
 
-        claims = await self._verify(token)
-        principal = self._principal(claims, via_cookie)
+        principal = await self._verified_principal(token)
+        if via_cookie:
+            principal = dataclasses.replace(principal, via_cookie=True)
         if not _job_manager_scopes(principal.scopes):
             raise Forbidden(f"token grants neither '{SCOPE_READ_WRITE}' nor '{SCOPE_READ}'")
         if writes and not principal.can_write:
@@ -302,7 +323,36 @@ class Authenticator:
         if self._jwks is not None:
             await self._jwks.close()
 
-    async def _verify(self, token: str) -> dict[str, Any]:
+    async def _verified_principal(self, token: str) -> Principal:
+        """The caller a token names; PyJWT's decode (two base64 and JSON parses and the
+        signature check) was a fifth of the gateway's CPU per request, so a verified token is
+        remembered until its ``exp`` (at most ``verified_cache_seconds``) or until the JWKS key
+        set changes."""
+        moment = _wall_clock()
+        generation = -1 if self._jwks is None else self._jwks.generation
+        cached = self._verified.get(token)
+        if cached is not None:
+            until, verified_with, principal = cached
+            if until > moment and verified_with in (-1, generation):
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        claims, algorithm = await self._verify(token)
+        principal = self._principal(claims, via_cookie=False)
+        limit = self._settings.verified_cache_entries
+        if limit and self._settings.verified_cache_seconds:
+            expires = claims.get("exp")
+            until = moment + self._settings.verified_cache_seconds
+            if isinstance(expires, int | float):
+                until = min(until, float(expires))
+            kind = -1 if self._jwks is None or algorithm == "HS256" else self._jwks.generation
+            self._verified[token] = (until, kind, principal)
+            while len(self._verified) > limit:
+                self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[dict[str, Any], str]:
+        """The verified claims and the algorithm that checked them."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -328,7 +378,7 @@ class Authenticator:
             "verify_aud": self._settings.audience is not None,
         }
         try:
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[algorithm],
@@ -339,6 +389,7 @@ class Authenticator:
             )
         except jwt.PyJWTError as error:
             raise _invalid(error) from None
+        return claims, algorithm
 
     @staticmethod
     def _principal(claims: dict[str, Any], via_cookie: bool) -> Principal:

@@ -61,6 +61,24 @@ def error_response(
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
+class bound_to_logs:
+    """``structlog.contextvars.bound_contextvars`` without its copy of the whole context
+    (a quarter of its cost, which every request paid twice): binds ``values`` to the log
+    context and restores the previous values on exit."""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, **values: object) -> None:
+        self._values = values
+
+    def __enter__(self) -> None:
+        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+
+    def __exit__(self, *_: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
+
+
 # aiohttp's own errors (404 route, 405 method, 413 body) keep the headers HTTP requires.
 _KEPT_HEADERS = ("allow", "retry-after")
 
@@ -69,7 +87,7 @@ _KEPT_HEADERS = ("allow", "retry-after")
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    with bound_to_logs(request_id=request_id):
         try:
             response = await handler(request)
         except ApiError as error:
@@ -90,9 +108,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             kept = {k: v for k, v in http.headers.items() if k.lower() in _KEPT_HEADERS}
             message = http.text if http.status == 413 else http.reason
             code = CODES.get(http.status, f"jobmanager.http{http.status}")
+            # Logged like an ApiError, so every logref answered has its log line.
+            log.info(
+                "request refused",
+                method=request.method,
+                path=request.path,
+                status=http.status,
+                code=code,
+                reason=message or http.reason,
+            )
             return error_response(http.status, code, message or http.reason, request_id, kept)
         except Exception:
-            log.exception("request failed", method=request.method, path=request.path)
+            log.exception("request failed", method=request.method, path=request.path, status=500)
             return error_response(500, CODES[500], "internal error; report the logref", request_id)
         response.headers["X-Request-Id"] = request_id
         return response

@@ -79,6 +79,17 @@ JOB_FILTER_FIELDS: Final[Mapping[str, FieldKind]] = MappingProxyType(
         "configurationId": FieldKind.STRING,
         "message": FieldKind.STRING,
         "creationDate": FieldKind.DATETIME,
+        "scheduleId": FieldKind.STRING,
+    }
+)
+
+SCHEDULE_FILTER_FIELDS: Final[Mapping[str, FieldKind]] = MappingProxyType(
+    {
+        "name": FieldKind.STRING,
+        "status": FieldKind.STRING,
+        "modelId": FieldKind.STRING,
+        "scheduleString": FieldKind.STRING,
+        "creationDate": FieldKind.DATETIME,
     }
 )
 

@@ -8,24 +8,28 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
 
 from adapters.http.auth import Forbidden, Principal, Unauthorized
-from adapters.http.errors import ApiError, error_middleware
-from adapters.http.filters import JOB_FILTER_FIELDS, FilterError, parse_filter
+from adapters.http.errors import ApiError, bound_to_logs, error_middleware
+from adapters.http.filters import JOB_FILTER_FIELDS
+from adapters.http.inputs import found, idempotency_key, json_body, listing
 from adapters.http.openapi import openapi_document
-from adapters.http.paging import PageRequest
 from adapters.http.ratelimit import RateLimiter
+from adapters.http.ui import WebUi
 from adapters.metrics import Metrics, Probes
 from adapters.ports import BrokerUnavailable, CommandPublisher, JobViewReader
 from schemas.commands import StopJob, SubmitJob
 from schemas.jobs import JobParagraphs, JobRecord, JobRequest, JobView, ParagraphView
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES
+
+if TYPE_CHECKING:  # tracing is optional: nothing of OpenTelemetry is imported while it is off
+    from adapters.http.schedules import ScheduleApi
+    from adapters.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +53,8 @@ class GatewayLimits:
     max_execution_seconds: int = 86_400
     requests_per_second: float = 100.0
     request_burst: int = 200
+    # Submits and stops waiting for the broker at once, all tenants together; more get 503.
+    max_pending_writes: int = 256
 
 
 def idempotent_job_id(tenant: str, key: str) -> str:
@@ -66,30 +72,46 @@ class Gateway:
         limits: GatewayLimits = GatewayLimits(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         probes: Probes | None = None,
+        tracing: "Tracing | None" = None,
+        ui: WebUi | None = None,
+        schedules: "ScheduleApi | None" = None,
     ) -> None:
+        self._schedules = schedules
         self._commands = commands
+        self._ui = ui
+        self._tracing = tracing
         self._jobs = jobs
         self._auth = authenticator
         self._on_accepted = on_accepted
         self._limits = limits
         self._clock = clock
         self._rate = RateLimiter(limits.requests_per_second, limits.request_burst)
+        self._pending_writes = 0
         self._openapi = json.dumps(openapi_document())
         # /healthz, /readyz and /metrics; the metrics also count every request of this app.
         self._probes = probes if probes is not None else Probes(Metrics())
 
     def app(self) -> web.Application:
         app = web.Application(
-            # The metrics middleware is outermost, so it counts the status the errors got.
-            middlewares=[self._probes.metrics.middleware(), error_middleware],
+            # The metrics middleware is outside the errors one, so it counts the status they got.
+            middlewares=[
+                # Tracing outside metrics and errors: its span covers both, and sees the logref.
+                *([] if self._tracing is None else [self._tracing.middleware()]),
+                self._probes.metrics.middleware(),
+                error_middleware,
+            ],
             client_max_size=self._limits.max_body_bytes,
         )
-        app.router.add_post(f"{BASE}/jobs", self._guarded(self.submit))
+        app.router.add_post(f"{BASE}/jobs", self._guarded(self._bounded(self.submit)))
         app.router.add_get(f"{BASE}/jobs", self._guarded(self.list))
         app.router.add_get(f"{BASE}/jobs/{{id}}", self._guarded(self.get))
-        app.router.add_post(f"{BASE}/jobs/{{id}}/stop", self._guarded(self.stop))
+        app.router.add_post(f"{BASE}/jobs/{{id}}/stop", self._guarded(self._bounded(self.stop)))
         app.router.add_get(f"{BASE}/jobs/{{id}}/paragraphs", self._guarded(self.paragraphs))
         app.router.add_get(f"{BASE}/openapi.json", self.openapi)
+        if self._schedules is not None:  # /schedules, on the same auth
+            self._schedules.add_routes(app, self._guarded)
+        if self._ui is not None:  # the web UI at / and /ui/..., on the same auth
+            self._ui.add_routes(app, self._guarded)
         self._probes.add_routes(app)
         return app
 
@@ -100,7 +122,7 @@ class Gateway:
 
     async def submit(self, request: web.Request, caller: Principal) -> web.Response:
         job_request = await self._job_request(request)
-        key = _idempotency_key(request)
+        key = idempotency_key(request)
         job_id = idempotent_job_id(caller.tenant, key) if key else uuid.uuid4().hex
         if key:
             existing = self._jobs.get(caller.tenant, job_id)
@@ -124,7 +146,10 @@ class Gateway:
         await self._publish(command)
         view = JobView.submitted(job_id, caller.tenant, job_request, command.creation_date)
         self._on_accepted(JobRecord(view=view, sequence=0, tenant=caller.tenant))
-        log.info("job accepted", job_id=job_id, tenant=caller.tenant, status=view.status)
+        # Debug: it was a sixth of the gateway's CPU per POST at info; the worker's info line
+        # "job status changed" (SUBMITTED) carries the job id, tenant and status, and the
+        # client has both the request id and the job id.
+        log.debug("job accepted", job_id=job_id, tenant=caller.tenant, status=view.status)
         return _json(view, 201)
 
     async def get(self, request: web.Request, caller: Principal) -> web.Response:
@@ -141,11 +166,7 @@ class Gateway:
         return web.json_response(text=body.model_dump_json())
 
     async def list(self, request: web.Request, caller: Principal) -> web.Response:
-        page = PageRequest.from_query(request.query)
-        try:
-            selected = parse_filter(request.query.get("filter"), JOB_FILTER_FIELDS)
-        except FilterError as malformed:
-            raise ApiError(400, f"filter: {malformed}") from None
+        page, selected = listing(request.query, JOB_FILTER_FIELDS)
         items = [
             {**item, "jobId": item["id"]}
             for item in (view.model_dump(mode="json") for view in self._jobs.list(caller.tenant))
@@ -174,12 +195,34 @@ class Gateway:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _guarded(
+    def _bounded(
         self, handler: Callable[[web.Request, Principal], Awaitable[web.Response]]
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    ) -> Callable[[web.Request, Principal], Awaitable[web.Response]]:
+        """At most ``max_pending_writes`` writes at once, 503 beyond. Per-tenant limits do not
+        stop a burst spread over many tenants, and each write holds its body while the broker
+        acknowledges (up to the ack timeout), so this bounds the gateway's memory."""
+
+        async def bounded(request: web.Request, caller: Principal) -> web.Response:
+            if self._pending_writes >= self._limits.max_pending_writes:
+                raise ApiError(
+                    503,
+                    "too many requests waiting for the message broker; retry later",
+                    headers={"Retry-After": "1"},
+                )
+            self._pending_writes += 1
+            try:
+                return await handler(request, caller)
+            finally:
+                self._pending_writes -= 1
+
+        return bounded
+
+    def _guarded(
+        self, handler: Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """Authenticate, then rate-limit per tenant, then handle."""
 
-        async def guarded(request: web.Request) -> web.Response:
+        async def guarded(request: web.Request) -> web.StreamResponse:
             try:
                 caller = await self._auth.authenticate(
                     request.method, request.headers, request.cookies
@@ -195,19 +238,13 @@ class Gateway:
                     "too many requests for this tenant; slow down",
                     headers={"Retry-After": RateLimiter.retry_after(wait)},
                 )
-            with structlog.contextvars.bound_contextvars(tenant=caller.tenant):
+            with bound_to_logs(tenant=caller.tenant):
                 return await handler(request, caller)
 
         return guarded
 
     async def _job_request(self, request: web.Request) -> JobRequest:
-        if request.content_type not in ("application/json", "application/octet-stream"):
-            raise ApiError(415, "send the job as application/json")
-        raw = await request.read()
-        try:
-            job_request = JobRequest.model_validate_json(raw)
-        except ValidationError as invalid:
-            raise ApiError(400, _explain(invalid)) from None
+        job_request = await json_body(request, JobRequest, "job")
         limit = self._limits.max_execution_seconds
         if job_request.maximum_execution_time_in_seconds > limit:
             raise ApiError(400, f"maximumExecutionTimeInSeconds: must be at most {limit} seconds")
@@ -215,46 +252,27 @@ class Gateway:
 
     def _job(self, request: web.Request, tenant: str) -> JobView:
         job_id = request.match_info["id"]
-        view = self._jobs.get(tenant, job_id)
-        if view is None:  # another tenant's job is answered exactly like an unknown one
-            raise ApiError(404, f"job {job_id} not found")
-        return view
+        return found(self._jobs.get(tenant, job_id), "job", job_id)
 
     async def _publish(self, command: SubmitJob | StopJob) -> None:
         try:
             await self._commands.publish(command)
         except BrokerUnavailable as unavailable:
             log.warning("command not acknowledged", job_id=command.job_id, error=str(unavailable))
+            # A timeout is not a refusal: the broker may still append the command once it
+            # answers again, so the answer names the job a client can look up to learn which.
+            verb = "submit" if isinstance(command, SubmitJob) else "stop"
             raise ApiError(
                 503,
-                "the message broker did not acknowledge in time; retry later",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
+                f"the message broker did not acknowledge the {verb} of job {command.job_id} "
+                "in time; it may still take effect once the broker answers: check "
+                f"GET {BASE}/jobs/{command.job_id}, or retry with the same Idempotency-Key",
+                headers={
+                    "Retry-After": RETRY_AFTER_SECONDS,
+                    "Location": f"{BASE}/jobs/{command.job_id}",
+                },
             ) from None
 
 
 def _json(view: JobView, status: int = 200) -> web.Response:
     return web.json_response(text=view.model_dump_json(), status=status)
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
-        raise ApiError(400, "Idempotency-Key must be 1 to 255 printable ASCII characters")
-    return key
-
-
-def _explain(invalid: ValidationError) -> str:
-    parts = []
-    for error in invalid.errors()[:10]:
-        where = ".".join(str(p) for p in error["loc"])
-        if error["type"] == "json_invalid":
-            parts.append(f"body is not valid JSON ({error.get('ctx', {}).get('error', '')})")
-        elif error["type"] == "model_type":
-            parts.append("body must be a JSON object")
-        elif error["type"] == "missing":
-            parts.append(f"{where}: is required")
-        else:
-            parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)

@@ -5,7 +5,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from adapters.http.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_REACHABLE_ITEMS
 from schemas.jobs import ErrorBody, JobPage, JobParagraphs, JobRequest, JobView
+from schemas.schedules import SchedulePage, SchedulePatch, ScheduleRequest, ScheduleView
 from schemas.status import JobStatus
 
 BASE = "/api/jobmanager/v3"
@@ -60,6 +62,10 @@ def openapi_document() -> dict[str, Any]:
             (JobPage, "serialization"),
             (ErrorBody, "serialization"),
             (JobParagraphs, "serialization"),
+            (ScheduleRequest, "validation"),
+            (SchedulePatch, "validation"),
+            (ScheduleView, "serialization"),
+            (SchedulePage, "serialization"),
         ],
         ref_template=_REF,
     )
@@ -103,25 +109,11 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "listJobs",
                     "summary": "The tenant's jobs, newest first.",
-                    "parameters": [
-                        _query(
-                            "pageNumber",
-                            {"type": "integer", "minimum": 0, "maximum": 9999},
-                            "0-based page. Only the first 10,000 jobs can be paged through "
-                            "(pageNumber × pageSize < 10000), as in MindSphere.",
-                        ),
-                        _query(
-                            "pageSize",
-                            {"type": "integer", "minimum": 1, "maximum": 100},
-                            "Items per page (default 100).",
-                        ),
-                        _query(
-                            "filter",
-                            {"type": "string"},
-                            'JSON, e.g. {"status":{"or":[{"eq":"FAILED"},{"eq":"STOPPED"}]}}; '
-                            "fields status, modelId, configurationId, message, creationDate.",
-                        ),
-                    ],
+                    "parameters": _listing_parameters(
+                        "jobs",
+                        'JSON, e.g. {"status":{"or":[{"eq":"FAILED"},{"eq":"STOPPED"}]}}; '
+                        "fields status, modelId, configurationId, message, creationDate.",
+                    ),
                     "responses": {"200": _json(JobPage, "A page of jobs"), **_errors(400)},
                 },
             },
@@ -155,6 +147,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_schedule_paths(),
         },
         "components": {
             "schemas": schemas,
@@ -174,4 +167,116 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
         "allowEmptyValue": True,
         "schema": schema,
         "description": description,
+    }
+
+
+def _listing_parameters(items: str, filter_description: str) -> list[dict[str, Any]]:
+    """A listing's paging and filter, bounded as :class:`PageRequest` checks them."""
+    return [
+        _query(
+            "pageNumber",
+            {"type": "integer", "minimum": 0, "maximum": MAX_REACHABLE_ITEMS - 1},
+            f"0-based page. Only the first {MAX_REACHABLE_ITEMS:,} {items} can be paged through "
+            f"(pageNumber × pageSize < {MAX_REACHABLE_ITEMS}), as in MindSphere.",
+        ),
+        _query(
+            "pageSize",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+            f"Items per page (default {DEFAULT_PAGE_SIZE}).",
+        ),
+        _query("filter", {"type": "string"}, filter_description),
+    ]
+
+
+_SCHEDULE_ID = {**_JOB_ID, "description": "The schedule's id."}
+_SCHEDULE_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": _ref(ScheduleRequest)}},
+}
+
+
+def _schedule_paths() -> dict[str, Any]:
+    """``/schedules``: MindSphere's schedule calls, plus PATCH (an extension)."""
+    return {
+        f"{BASE}/schedules": {
+            "post": {
+                "operationId": "createSchedule",
+                "summary": "Create a schedule, STOPPED until started. scheduleString is 5-field "
+                "cron or Quartz 6/7-field cron; timezone an IANA name (default UTC).",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "Repeats with the same key and body get the same schedule.",
+                    }
+                ],
+                "requestBody": _SCHEDULE_BODY,
+                "responses": {
+                    "201": _json(ScheduleView, "The schedule, STOPPED"),
+                    "200": _json(ScheduleView, "The schedule made earlier with this key"),
+                    **_errors(400, 409, 413, 415, 503),
+                },
+            },
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "The tenant's schedules, newest first.",
+                "parameters": _listing_parameters(
+                    "schedules",
+                    'JSON, e.g. {"status":"RUNNING"}; fields name, status, modelId, '
+                    "scheduleString, creationDate.",
+                ),
+                "responses": {"200": _json(SchedulePage, "A page of schedules"), **_errors(400)},
+            },
+        },
+        f"{BASE}/schedules/{{id}}": {
+            "get": {
+                "operationId": "getSchedule",
+                "summary": "One schedule, with its next five due times while RUNNING.",
+                "parameters": [_SCHEDULE_ID],
+                "responses": {"200": _json(ScheduleView, "The schedule"), **_errors(404)},
+            },
+            "patch": {
+                "operationId": "patchSchedule",
+                "summary": "Change some fields of a schedule (an extension of Job Manager v3).",
+                "parameters": [_SCHEDULE_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(SchedulePatch)}},
+                },
+                "responses": {
+                    "200": _json(ScheduleView, "The changed schedule"),
+                    **_errors(400, 404, 413, 415, 503),
+                },
+            },
+            "delete": {
+                "operationId": "deleteSchedule",
+                "summary": "Delete a schedule; its jobs stay.",
+                "parameters": [_SCHEDULE_ID],
+                "responses": {"204": {"description": "Deleted"}, **_errors(404, 503)},
+            },
+        },
+        f"{BASE}/schedules/{{id}}/start": {
+            "post": {
+                "operationId": "startSchedule",
+                "summary": "Start firing the schedule's due times (status RUNNING).",
+                "parameters": [_SCHEDULE_ID],
+                "responses": {
+                    "200": _json(ScheduleView, "The schedule, RUNNING"),
+                    **_errors(404, 503),
+                },
+            }
+        },
+        f"{BASE}/schedules/{{id}}/stop": {
+            "post": {
+                "operationId": "stopSchedule",
+                "summary": "Stop firing the schedule's due times (status STOPPED).",
+                "parameters": [_SCHEDULE_ID],
+                "responses": {
+                    "200": _json(ScheduleView, "The schedule, STOPPED"),
+                    **_errors(404, 503),
+                },
+            }
+        },
     }

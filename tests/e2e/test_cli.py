@@ -31,6 +31,13 @@ COMMANDS = [
     ["stop"],
     ["watch"],
     ["logs"],
+    ["scheduler"],
+    ["schedules", "create"],
+    ["schedules", "list"],
+    ["schedules", "get"],
+    ["schedules", "start"],
+    ["schedules", "stop"],
+    ["schedules", "delete"],
 ]
 
 

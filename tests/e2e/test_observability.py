@@ -5,13 +5,11 @@ without disturbing the session's broker.
 """
 
 import os
-import secrets
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FIXTURES
 from tests.kafka_broker import KAFKA_DEPLOY, free_port
-from tests.service import JOBMANAGER, Response, Service, running_service, settings_env
+from tests.service import (
+    JOBMANAGER,
+    Response,
+    Service,
+    fresh_settings,
+    running_service,
+    settings_env,
+)
 from worker.settings import Settings
 
 pytestmark = pytest.mark.kafka
@@ -269,18 +274,7 @@ def _readyz(service: Service, status: int) -> Callable[[], Response | None]:
 
 
 def test_readyz_is_503_while_the_broker_is_down(own_broker: dict[str, str], tmp_path: Path) -> None:
-    suffix = uuid.uuid4().hex[:10]
-    settings = Settings(
-        home=tmp_path / "home",
-        kafka_bootstrap_servers=f"127.0.0.1:{own_broker['KAFKA_PORT']}",
-        commands_topic=f"test.{suffix}.commands",
-        events_topic=f"test.{suffix}.events",
-        dead_letter_topic=f"test.{suffix}.commands.dlq",
-        environments_topic=f"test.{suffix}.environments",
-        consumer_group=f"test-{suffix}",
-        topic_partitions=3,
-        jwt_secret=secrets.token_urlsafe(32),
-    )
+    settings = fresh_settings(f"127.0.0.1:{own_broker['KAFKA_PORT']}", tmp_path / "home")
     log = tmp_path / "serve.log"
     with running_service(settings, log) as service:
         ready = _eventually("/readyz 200 at start", _readyz(service, 200), 30, log)

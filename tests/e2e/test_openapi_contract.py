@@ -12,10 +12,8 @@ lazy runner sets ``request.node._nodeid``, which pytest 9.2 no longer has (Attri
 """
 
 import json
-import secrets
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 
 from adapters.http.openapi import openapi_document
 from tests.conftest import FIXTURES
-from tests.service import Service, running_service
+from tests.service import Service, fresh_settings, running_service
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -97,16 +95,9 @@ class Tally:
 @pytest.fixture(scope="module")
 def contract_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """As ``tests/conftest.py``'s ``settings``, for the module, with the rate limit lifted."""
-    suffix = uuid.uuid4().hex[:10]
-    return Settings(
-        home=tmp_path_factory.mktemp("contract") / "home",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        commands_topic=f"test.{suffix}.commands",
-        events_topic=f"test.{suffix}.events",
-        dead_letter_topic=f"test.{suffix}.commands.dlq",
-        consumer_group=f"test-{suffix}",
-        topic_partitions=3,
-        jwt_secret=secrets.token_urlsafe(32),
+    return fresh_settings(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("contract") / "home",
         broker_ack_timeout_seconds=10.0,
         rate_limit_per_second=100_000.0,
     )
@@ -152,6 +143,26 @@ def seeded_job_ids(
         ids.append(created.body["id"])
     service.wait_for_status(ids[0], token, {"SUCCEEDED"})
     service.wait_for_status(ids[2], token, {"RUNNING"})
+    return ids
+
+
+@pytest.fixture(scope="module")
+def seeded_schedule_ids(contract_service: Service, token: str) -> list[str]:
+    """Schedules (stopped; due only in 2070) so the schedule calls by id hit existing ones too."""
+    ids = []
+    for name in ("first", "second", "third"):
+        body = {
+            "name": name,
+            "modelId": "model",
+            "configurationId": "configuration",
+            "inputFolderId": "in",
+            "outputFolderId": "out",
+            "maximumExecutionTime": 600,
+            "scheduleString": "0 0 2 1 1 ? 2070",
+        }
+        created = contract_service.request("POST", "/api/jobmanager/v3/schedules", body, token)
+        assert created.status == 201, created.body
+        ids.append(created.body["id"])
     return ids
 
 
@@ -206,12 +217,15 @@ def test_gateway_conforms_to_its_openapi_document(
     contract_service: Service,
     token: str,
     seeded_job_ids: list[str],
+    seeded_schedule_ids: list[str],
     tally: Tally,
 ) -> None:
     """Every answer of every operation, to valid and invalid requests, is what the document says."""
     if "id" in (case.path_parameters or {}) and case.meta is not None:
-        # Three valid ids in four become a seeded job's id, round-robin, the same every run.
-        picks = _picks.setdefault(case.operation.label, cycle([None, *seeded_job_ids]))
+        # Three valid ids in four become a seeded job's (or schedule's) id, round-robin, the
+        # same every run.
+        seeded = seeded_schedule_ids if "/schedules/" in case.operation.path else seeded_job_ids
+        picks = _picks.setdefault(case.operation.label, cycle([None, *seeded]))
         chosen = next(picks)
         if chosen is not None and case.meta.generation.mode.is_positive:
             case.path_parameters["id"] = chosen

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -160,3 +161,20 @@ def submit_command(request: JobRequest, job_id: str | None = None) -> SubmitJob:
         creation_date=now,
         issued_at=now,
     )
+
+
+async def until_healthy(
+    session: aiohttp.ClientSession, url: str, service: "asyncio.Task[None]", within: float
+) -> None:
+    """Wait for the in-process gateway's /healthz; fail at once if ``run()`` ended instead."""
+    async with asyncio.timeout(within):
+        while True:
+            if service.done():
+                raise AssertionError(f"run() ended before the gateway answered: {service!r}")
+            try:
+                async with session.get(f"{url}/healthz") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)

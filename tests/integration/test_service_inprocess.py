@@ -8,7 +8,7 @@ import pytest
 
 from adapters.http.auth import mint
 from adapters.local_files import LocalHome
-from tests.integration.helpers import TENANT, prepare_job
+from tests.integration.helpers import TENANT, prepare_job, until_healthy
 from tests.kafka_broker import free_port
 from worker.bootstrap import Roles, run
 from worker.settings import Settings
@@ -17,22 +17,6 @@ pytestmark = pytest.mark.kafka
 
 JOBS = "/api/jobmanager/v3/jobs"
 FINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-
-
-async def _until_healthy(
-    session: aiohttp.ClientSession, url: str, service: "asyncio.Task[None]"
-) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            if service.done():
-                raise AssertionError(f"run() ended before the gateway answered: {service!r}")
-            try:
-                async with session.get(f"{url}/healthz") as answer:
-                    if answer.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
 
 
 async def _until_final(
@@ -69,7 +53,7 @@ async def test_job_over_http_then_graceful_shutdown(settings: Settings) -> None:
             headers={"Authorization": f"Bearer {token}"},
             timeout=aiohttp.ClientTimeout(total=30),
         ) as session:
-            await _until_healthy(session, url, service)
+            await until_healthy(session, url, service, 60)
             async with session.post(f"{url}{JOBS}", json=request.model_dump(mode="json")) as made:
                 assert made.status == 201, await made.text()
                 created = await made.json()

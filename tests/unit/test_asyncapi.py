@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from adapters.kafka_schedules import SCHEDULES_TOPIC_CONFIG
 from schemas.environments import lock_key
 from worker.settings import Settings
 
@@ -56,6 +57,7 @@ def test_channel_addresses_are_the_default_topics() -> None:
         "events": _default("events_topic"),
         "deadLetters": _default("dead_letter_topic"),
         "environments": _default("environments_topic"),
+        "schedules": _default("schedules_topic"),
     }
     for channel in channels.values():
         assert channel["bindings"]["kafka"]["partitions"] == _default("topic_partitions")
@@ -82,6 +84,7 @@ def test_every_local_ref_resolves() -> None:
         ("events", {"JobStatusChanged", "JobProgressed"}),
         ("deadLetters", {"DeadLetter"}),
         ("environments", {"EnvironmentClaimed", "EnvironmentReleased"}),
+        ("schedules", {"ScheduleDefined", "ScheduleDeleted", "ScheduleTicked"}),
     ],
 )
 def test_each_channel_carries_its_messages(channel: str, messages: set[str]) -> None:
@@ -101,7 +104,10 @@ def test_messages_are_keyed_by_job_id_and_use_the_adapters_headers() -> None:
     for name, headers in expected_headers.items():
         message = components["messages"][name]
         header_schema = _pointer(_document(), message["headers"]["$ref"][1:])
-        assert set(header_schema["properties"]) == set(header_schema["required"]) == headers
+        assert set(header_schema["required"]) == headers
+        # The W3C trace headers are there only when the sender traces (JOBMANAGER_TRACING).
+        optional = {"traceparent", "tracestate"} if name != "DeadLetter" else set()
+        assert set(header_schema["properties"]) == headers | optional
         assert "key" in message["bindings"]["kafka"]
         if name != "DeadLetter":
             assert message["payload"] == {"$ref": f"../schemas/json/{name}.json"}
@@ -149,6 +155,10 @@ def test_operations_gateway_sends_worker_receives_and_sends() -> None:
         "projectionsReceiveEvents": ("receive", "#/channels/events", ("gateway", "worker")),
         "workerSendsEnvironmentClaims": ("send", "#/channels/environments", ("worker",)),
         "workerReceivesEnvironmentClaims": ("receive", "#/channels/environments", ("worker",)),
+        "gatewaySendsSchedules": ("send", "#/channels/schedules", ("gateway",)),
+        "schedulerSendsCommands": ("send", "#/channels/commands", ("scheduler",)),
+        "schedulerSendsTicks": ("send", "#/channels/schedules", ("scheduler",)),
+        "schedulesAreFolded": ("receive", "#/channels/schedules", ("gateway", "scheduler")),
     }
     group = operations["workerReceivesCommands"]["bindings"]["kafka"]["groupId"]
     assert group["default"] == _default("consumer_group")
@@ -176,3 +186,23 @@ def test_operations_carry_every_message_of_their_channel(
 ) -> None:
     refs = [m["$ref"] for m in _document()["operations"][operation]["messages"]]
     assert refs == [f"#/channels/{channel}/messages/{name}" for name in messages]
+
+
+def test_schedule_records_are_compacted_keyed_and_use_the_adapters_headers() -> None:
+    """``KafkaScheduleLog`` keys by ``message_key`` with type and event-id headers, on a
+    topic the bootstrap creates compacted."""
+    document = _document()
+    channel = document["channels"]["schedules"]
+    assert channel["bindings"]["kafka"]["topicConfiguration"] == {
+        "cleanup.policy": [SCHEDULES_TOPIC_CONFIG["cleanup.policy"]]
+    }
+    components = document["components"]
+    assert "<tenant>/<scheduleId>/ticks" in components["schemas"]["ScheduleKey"]["description"]
+    headers = components["schemas"]["ScheduleHeaders"]
+    assert set(headers["required"]) == set(headers["properties"]) == {"type", "event-id"}
+    for name in ("ScheduleDefined", "ScheduleDeleted", "ScheduleTicked"):
+        message = components["messages"][name]
+        assert message["payload"] == {"$ref": f"../schemas/json/{name}.json"}
+        assert message["headers"] == {"$ref": "#/components/schemas/ScheduleHeaders"}
+        assert message["bindings"]["kafka"]["key"] == {"$ref": "#/components/schemas/ScheduleKey"}
+        assert name in headers["properties"]["type"]["enum"]

@@ -18,6 +18,7 @@ import typer.main
 import yaml
 from pydantic import AliasChoices
 
+from adapters.kafka_schedules import SCHEDULES_TOPIC_CONFIG
 from worker.cli import app
 from worker.settings import Settings
 
@@ -35,7 +36,13 @@ YAML_FILES = sorted(
     if path.suffix in {".yaml", ".yml"}
 )
 OUR_SERVICES = ("gateway", "worker", "scheduler")
-TOPIC_FIELDS = ("commands_topic", "events_topic", "dead_letter_topic", "environments_topic")
+TOPIC_FIELDS = (
+    "commands_topic",
+    "events_topic",
+    "dead_letter_topic",
+    "environments_topic",
+    "schedules_topic",
+)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -253,11 +260,11 @@ def test_compose_runs_existing_commands_with_two_workers() -> None:
     assert replicas <= int(_environment(services["worker"])["JOBMANAGER_TOPIC_PARTITIONS"])
 
 
-def test_compose_scheduler_is_behind_a_profile() -> None:
-    """The scheduler runs `jobmanager scheduler` only under the `scheduler` profile."""
+def test_compose_runs_a_scheduler() -> None:
+    """The scheduler service runs `jobmanager scheduler` by default."""
     scheduler = _compose()["services"]["scheduler"]
     assert scheduler["command"] == ["scheduler"]
-    assert scheduler["profiles"] == ["scheduler"]
+    assert "profiles" not in scheduler
 
 
 # -- Dockerfile -------------------------------------------------------------------------------
@@ -361,6 +368,7 @@ def test_deployments_select_their_template_labels() -> None:
     assert {d["metadata"]["name"] for d in deployments} == {
         "jobmanager-gateway",
         "jobmanager-worker",
+        "jobmanager-scheduler",
     }
     for deployment in deployments:
         selector = deployment["spec"]["selector"]["matchLabels"]
@@ -404,6 +412,10 @@ def test_declared_ports_are_the_configured_ports() -> None:
     [container] = worker["containers"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     configured["worker"] = ("metrics", int(env["JOBMANAGER_WORKER_METRICS_PORT"]))
+    scheduler = _one("Deployment", "jobmanager-scheduler")["spec"]["template"]["spec"]
+    [container] = scheduler["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    configured["scheduler"] = ("metrics", int(env["JOBMANAGER_WORKER_METRICS_PORT"]))
     for _, container in _containers():
         name, number = configured[container["name"]]
         assert {"name": name, "containerPort": number} in container["ports"]
@@ -474,7 +486,7 @@ def test_secret_holds_placeholders_only() -> None:
 
 
 def test_kafka_topics_match_settings_defaults() -> None:
-    """Strimzi KafkaTopics: the four Settings topic names, partitions/replicas as configured."""
+    """Strimzi KafkaTopics: the five Settings topic names, partitions/replicas as configured."""
     topics = _of_kind("KafkaTopic")
     assert {topic["apiVersion"] for topic in topics} == {"kafka.strimzi.io/v1beta2"}
     by_name = {topic["spec"]["topicName"]: topic for topic in topics}
@@ -490,6 +502,8 @@ def test_kafka_topics_match_settings_defaults() -> None:
     for field in ("events_topic", "environments_topic"):
         config = by_name[_default(field)]["spec"]["config"]
         assert config["retention.ms"] == _default("events_retention_ms") == -1
+    schedules = by_name[_default("schedules_topic")]["spec"]["config"]
+    assert schedules["cleanup.policy"] == SCHEDULES_TOPIC_CONFIG["cleanup.policy"]
 
 
 def test_worker_replicas_do_not_exceed_partitions() -> None:

@@ -65,13 +65,14 @@ def matches(value: object, item: dict[str, Any]) -> bool:
 
 
 def test_job_fields() -> None:
-    """The job list filters on exactly the five documented fields."""
+    """The job list filters on the five documented fields and the scheduleId extension."""
     assert dict(JOB_FILTER_FIELDS) == {
         "status": FieldKind.STRING,
         "modelId": FieldKind.STRING,
         "configurationId": FieldKind.STRING,
         "message": FieldKind.STRING,
         "creationDate": FieldKind.DATETIME,
+        "scheduleId": FieldKind.STRING,
     }
 
 

@@ -20,6 +20,7 @@ from schemas.commands import StopJob, SubmitJob
 from schemas.events import JobStatusChanged, event_id_for
 from schemas.jobs import JobView
 from schemas.status import JobStatus
+from tests.unit.factories import job_body
 from worker.projection import Projection
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -42,21 +43,7 @@ SEED_KEYS = {
 ISO_MILLIS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
-def _body(**overrides: Any) -> dict[str, Any]:
-    """A valid job request body, with fields overridden or (when None) removed."""
-    body: dict[str, Any] = {
-        "modelId": "model-1",
-        "configurationId": "config-1",
-        "inputFolderId": "in-1",
-        "outputFolderId": "out-1",
-        "maximumExecutionTimeInSeconds": "7200",
-    }
-    for key, value in overrides.items():
-        if value is None:
-            body.pop(key)
-        else:
-            body[key] = value
-    return body
+_body = job_body
 
 
 class SteppingClock:
@@ -392,6 +379,11 @@ async def test_submit_answers_503_when_the_broker_does_not_acknowledge(api: Api)
     assert error["code"] == "jobmanager.serviceUnavailable"
     assert response.headers["Retry-After"].isdigit()
     assert int(response.headers["Retry-After"]) > 0
+    # The outcome is not known yet, so the answer names the job to look up later.
+    location = response.headers["Location"]
+    job_id = location.rsplit("/", 1)[1]
+    assert location == f"{JOBS}/{job_id}"
+    assert job_id in error["message"]
     assert len(api.store) == 0
     listed = await api.client.get(JOBS, headers=api.headers())
     assert (await listed.json())["content"] == []

@@ -255,7 +255,7 @@ async def test_malformed_filter_is_a_400_saying_what_is_wrong(api: Api, raw: str
 
 
 async def test_openapi_document_describes_every_route(api: Api) -> None:
-    """/openapi.json is OpenAPI 3.1 and names every job route and the shared error body."""
+    """/openapi.json is OpenAPI 3.1 and names every job and schedule route and the error body."""
     response = await api.client.get(f"{BASE}/openapi.json")
     document = await response.json()
     assert response.status == 200
@@ -265,6 +265,10 @@ async def test_openapi_document_describes_every_route(api: Api) -> None:
         f"{JOBS}/{{id}}",
         f"{JOBS}/{{id}}/stop",
         f"{JOBS}/{{id}}/paragraphs",
+        f"{BASE}/schedules",
+        f"{BASE}/schedules/{{id}}",
+        f"{BASE}/schedules/{{id}}/start",
+        f"{BASE}/schedules/{{id}}/stop",
     }
     assert {"JobRequest", "JobView", "JobPage", "ErrorBody"} <= set(
         document["components"]["schemas"]

@@ -13,21 +13,20 @@ from structlog.testing import capture_logs
 
 from adapters.environment_locks import MemoryEnvironmentLocks
 from adapters.local_files import (
-    LocalEnvironmentProvider,
     LocalFolderStore,
     LocalHome,
-    LocalModelStore,
 )
 from adapters.memory import MemoryEventPublisher
 from adapters.ports import EngineError
 from adapters.projection_store import MemoryProjectionStore
 from schemas.commands import StopJob, SubmitJob
 from schemas.events import Event, JobProgressed, JobStatusChanged, event_id_for
-from schemas.jobs import JobRecord, JobRequest, JobView
+from schemas.jobs import JobRecord, JobView
 from schemas.notes import Note, NoteRun, ParagraphResult, ParagraphStatus
 from schemas.status import JobStatus
 from statemachine import TRANSITIONS, IllegalMove, JobMachine
 from tests.fakes.engine import FakeSession, OneCallEngine
+from tests.unit.factories import job_home, local_runner, submit_job
 from worker.jobs import (
     STOP_REQUESTED_MESSAGE,
     STOPPED_MESSAGE,
@@ -39,7 +38,6 @@ from worker.jobs import (
 from worker.moves import Mover
 from worker.projection import Projection
 
-NOTES = Path(__file__).resolve().parent.parent / "fixtures" / "notes"
 DEADLINE = 10.0
 TENANT = "tenanta"
 S = JobStatus
@@ -144,14 +142,8 @@ class World:
     def runner(
         self, engine: FakeEngine, concurrency: int = 2, folders: LocalFolderStore | None = None
     ) -> JobRunner:
-        return JobRunner(
-            self.mover,
-            LocalModelStore(self.home),
-            folders or LocalFolderStore(self.home),
-            LocalEnvironmentProvider(self.home),
-            engine,
-            self.locks,
-            concurrency=concurrency,
+        return local_runner(
+            self.mover, self.home, engine, self.locks, concurrency=concurrency, folders=folders
         )
 
     def of(self, job_id: str) -> list[Event]:
@@ -161,13 +153,8 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     """A tenant with model-1, folders in-1 (holding data.csv) and out-1, and config-1."""
-    home = LocalHome(tmp_path / "home")
-    home.add_model(TENANT, NOTES / "success.zpln", "model-1")
-    home.create_folder(TENANT, "in-1")
-    home.create_folder(TENANT, "out-1")
+    home = job_home(tmp_path / "home", TENANT, configurations=3)
     (home.folder(TENANT, "in-1") / "data.csv").write_text("x\n1\n")
-    for configuration in ("config-1", "config-2", "config-3"):
-        home.add_configuration(TENANT, "local python", configuration)
     events = MemoryEventPublisher()
     projection = Projection(MemoryProjectionStore())
     mover = Mover(JobMachine(), events, projection, clock=lambda: NOW)
@@ -175,21 +162,7 @@ def world(tmp_path: Path) -> World:
 
 
 def _submit(job_id: str = "job-1", seconds: int = 7200, **request: str) -> SubmitJob:
-    fields = {
-        "model_id": "model-1",
-        "configuration_id": "config-1",
-        "input_folder_id": "in-1",
-        "output_folder_id": "out-1",
-        **request,
-    }
-    return SubmitJob(
-        command_id=f"cmd-{job_id}",
-        job_id=job_id,
-        tenant=TENANT,
-        request=JobRequest(**fields, maximum_execution_time_in_seconds=seconds),
-        creation_date=NOW,
-        issued_at=NOW,
-    )
+    return submit_job(job_id, tenant=TENANT, at=NOW, seconds=seconds, **request)
 
 
 def _stop(job_id: str = "job-1") -> StopJob:
@@ -512,7 +485,8 @@ async def test_orphaned_job_is_ended_once(
     assert (event.previous_status, event.status) == (previous, final)
     assert (previous, final) in ALLOWED
     assert event.sequence == len(triggers) + 2
-    assert event.event_id == event_id_for("job-1", event.sequence)
+    assert event.epoch == 1, "the taker writes at a newer epoch, fencing the lost worker"
+    assert event.event_id == event_id_for("job-1", event.sequence, event.epoch)
     assert event.job.message == message
     assert engine.calls == []
 

@@ -19,6 +19,14 @@ from schemas.environments import EnvironmentClaimed, EnvironmentReleased
 from schemas.events import JobProgressed, JobStatusChanged, event_id_for
 from schemas.jobs import JobView
 from schemas.notes import ParagraphResult, ParagraphStatus
+from schemas.schedules import (
+    Schedule,
+    ScheduleDefined,
+    ScheduleDeleted,
+    ScheduleRequest,
+    ScheduleTicked,
+    TickOutcome,
+)
 from schemas.status import JobStatus
 from tests.unit.factories import job_request, submit_command
 from worker.schema_export import DEFAULT_DIRECTORY, json_schemas, render
@@ -31,12 +39,16 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "JobProgressed": JobProgressed,
     "EnvironmentClaimed": EnvironmentClaimed,
     "EnvironmentReleased": EnvironmentReleased,
+    "ScheduleDefined": ScheduleDefined,
+    "ScheduleDeleted": ScheduleDeleted,
+    "ScheduleTicked": ScheduleTicked,
 }
 #: File stem of each discriminated union → its members, in the union's order.
 UNIONS: dict[str, tuple[str, ...]] = {
     "Command": ("SubmitJob", "StopJob"),
     "Event": ("JobStatusChanged", "JobProgressed"),
     "EnvironmentMessage": ("EnvironmentClaimed", "EnvironmentReleased"),
+    "ScheduleMessage": ("ScheduleDefined", "ScheduleDeleted", "ScheduleTicked"),
 }
 STATUSES = [status.value for status in JobStatus]
 
@@ -103,6 +115,40 @@ def _samples() -> dict[str, BaseModel]:
         "JobView": started,
         "EnvironmentClaimed": EnvironmentClaimed(**claim, occurred_at=now),
         "EnvironmentReleased": EnvironmentReleased(**claim, occurred_at=now),
+        "ScheduleDefined": ScheduleDefined(
+            event_id="e1",
+            tenant="local",
+            schedule_id="s1",
+            revision=1,
+            schedule=Schedule(
+                id="s1",
+                request=ScheduleRequest(
+                    name="nightly",
+                    model_id="m",
+                    configuration_id="c",
+                    input_folder_id="i",
+                    output_folder_id="o",
+                    maximum_execution_time=60,
+                    schedule_string="0 2 * * *",
+                ),
+                creation_date=now,
+                created_by="me",
+                last_modified_date=now,
+            ),
+            occurred_at=now,
+        ),
+        "ScheduleDeleted": ScheduleDeleted(
+            event_id="e2", tenant="local", schedule_id="s1", revision=2, occurred_at=now
+        ),
+        "ScheduleTicked": ScheduleTicked(
+            event_id="e3",
+            tenant="local",
+            schedule_id="s1",
+            due_at=now,
+            outcome=TickOutcome.FIRED,
+            job_id=submit.job_id,
+            occurred_at=now,
+        ),
     }
 
 
@@ -166,6 +212,10 @@ def test_the_expected_schemas_are_generated() -> None:
         "EnvironmentClaimed.json",
         "EnvironmentReleased.json",
         "EnvironmentMessage.json",
+        "ScheduleDefined.json",
+        "ScheduleDeleted.json",
+        "ScheduleTicked.json",
+        "ScheduleMessage.json",
     }
 
 
@@ -198,11 +248,17 @@ def test_every_schema_names_its_dialect_and_title() -> None:
         assert schema["title"] == name.removesuffix(".json")
 
 
+# Extensions written only when set, so messages without them keep their original shape.
+OMITTED_WHEN_UNSET = {"scheduleId"}
+
+
 def test_every_field_is_required_because_publishers_write_every_field() -> None:
     for name, schema in json_schemas().items():
         for title, part in [(name, schema), *schema.get("$defs", {}).items()]:
             if part.get("type") == "object":
-                assert set(part["required"]) == set(part["properties"]), title
+                assert set(part["required"]) <= set(part["properties"]), title
+                optional = set(part["properties"]) - set(part["required"])
+                assert optional <= OMITTED_WHEN_UNSET, title
 
 
 def test_statuses_are_an_enum_of_the_seven_statuses() -> None:

@@ -11,14 +11,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import TopicPartition
 
-from adapters.environment_locks import MemoryEnvironmentLocks
 from adapters.http.auth import Authenticator, AuthSettings, mint
 from adapters.http.gateway import BASE, Gateway
 from adapters.local_files import (
-    LocalEnvironmentProvider,
-    LocalFolderStore,
     LocalHome,
-    LocalModelStore,
 )
 from adapters.memory import (
     MemoryCommandPublisher,
@@ -28,19 +24,17 @@ from adapters.memory import (
 from adapters.metrics import CheckResult, Metrics, Probes, Readiness, lag_check
 from adapters.projection_store import MemoryProjectionStore
 from schemas.commands import SubmitJob
-from schemas.jobs import JobRequest
 from schemas.notes import Note, NoteRun
 from schemas.status import JobStatus
 from statemachine import TRANSITIONS, IllegalMove, JobMachine
 from tests.fakes.engine import OneCallEngine
+from tests.unit.factories import job_home, local_runner, submit_job
 from worker.consumer import CommandLoop
-from worker.jobs import JobRunner
 from worker.moves import Mover
 from worker.projection import Projection
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 TENANT = "tenanta"
-NOTES = Path(__file__).resolve().parent.parent / "fixtures" / "notes"
 CREATED = datetime(2024, 3, 5, 9, 14, 2, 118_000, tzinfo=UTC)
 DEADLINE = 10.0
 S = JobStatus
@@ -59,20 +53,7 @@ def _transitions(metrics: Metrics, source: str, dest: str, trigger: str) -> floa
 
 
 def _submit(job_id: str = "job-1") -> SubmitJob:
-    return SubmitJob(
-        command_id=f"cmd-{job_id}",
-        job_id=job_id,
-        tenant=TENANT,
-        request=JobRequest(
-            model_id="model-1",
-            configuration_id="config-1",
-            input_folder_id="in-1",
-            output_folder_id="out-1",
-            maximum_execution_time_in_seconds=7200,
-        ),
-        creation_date=CREATED,
-        issued_at=CREATED,
-    )
+    return submit_job(job_id, tenant=TENANT, at=CREATED)
 
 
 class SteppingClock:
@@ -189,23 +170,11 @@ class BlockingEngine(OneCallEngine):
 
 async def test_runner_gauges_follow_a_job_and_engine_time_is_observed(tmp_path: Path) -> None:
     """In flight and holding the environment while running; both back to 0 once final."""
-    home = LocalHome(tmp_path / "home")
-    home.add_model(TENANT, NOTES / "success.zpln", "model-1")
-    home.create_folder(TENANT, "in-1")
-    home.create_folder(TENANT, "out-1")
-    home.add_configuration(TENANT, "local python", "config-1")
+    home = job_home(tmp_path / "home", TENANT)
     metrics = Metrics()
     mover, _ = _mover(metrics)
     engine = BlockingEngine()
-    runner = JobRunner(
-        mover,
-        LocalModelStore(home),
-        LocalFolderStore(home),
-        LocalEnvironmentProvider(home),
-        engine,
-        MemoryEnvironmentLocks(),
-        concurrency=1,
-    )
+    runner = local_runner(mover, home, engine)
 
     task = await runner.submit(_submit())
     await asyncio.wait_for(engine.started.wait(), DEADLINE)
@@ -236,16 +205,7 @@ class IdleConsumer:
 async def test_dead_letters_are_counted_by_reason(tmp_path: Path) -> None:
     metrics = Metrics()
     mover, _ = _mover(metrics)
-    home = LocalHome(tmp_path / "home")
-    runner = JobRunner(
-        mover,
-        LocalModelStore(home),
-        LocalFolderStore(home),
-        LocalEnvironmentProvider(home),
-        BlockingEngine(),
-        MemoryEnvironmentLocks(),
-        concurrency=1,
-    )
+    runner = local_runner(mover, LocalHome(tmp_path / "home"), BlockingEngine())
     parked = MemoryDeadLetterPublisher()
 
     async def caught_up() -> None:

@@ -7,10 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.projection_store import MemoryProjectionStore
-from schemas.events import JobStatusChanged, event_id_for
-from schemas.jobs import JobRecord, JobRequest, JobView
+from schemas.events import JobStatusChanged
+from schemas.jobs import JobRecord, JobRequest, JobView, TimelineEntry
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES, TRANSITIONS
+from tests.unit.factories import job_events
 from worker.projection import Projection, apply
 
 TENANT = "tenanta"
@@ -26,29 +27,16 @@ REQUEST = JobRequest(
 
 def _stream(job_id: str, triggers: list[str], tenant: str = TENANT) -> list[JobStatusChanged]:
     """The events of one job taking the given legal triggers from SUBMITTED, in order."""
-    view = JobView.submitted(job_id, tenant, REQUEST, START)
-    events = [_event(view, None, "submit", 1, tenant)]
-    for trigger in triggers:
-        current = events[-1].status
-        [move] = [m for m in TRANSITIONS if m.source is current and m.trigger == trigger]
-        view = view.model_copy(update={"status": move.dest, "message": f"after {trigger}"})
-        events.append(_event(view, current, trigger, len(events) + 1, tenant))
-    return events
+    second = timedelta(seconds=1)
+    return job_events(job_id, triggers, START + second, tenant=tenant, step=second, request=REQUEST)
 
 
-def _event(
-    view: JobView, previous: JobStatus | None, trigger: str, sequence: int, tenant: str
-) -> JobStatusChanged:
-    return JobStatusChanged(
-        event_id=event_id_for(view.id, sequence),
-        job_id=view.id,
-        tenant=tenant,
-        sequence=sequence,
-        previous_status=previous,
-        status=view.status,
-        trigger=trigger,
-        job=view,
-        occurred_at=START + timedelta(seconds=sequence),
+def _entry(event: JobStatusChanged) -> TimelineEntry:
+    return TimelineEntry(
+        status=event.status,
+        at=event.occurred_at,
+        message=event.job.message,
+        moved=True,
     )
 
 
@@ -83,7 +71,7 @@ def test_first_event_creates_the_record() -> None:
     """Folding SUBMITTED into nothing gives the job's view at sequence 1 with its tenant."""
     [event] = _stream("job-1", [])
     record = apply(None, event)
-    assert record == JobRecord(view=event.job, sequence=1, tenant=TENANT)
+    assert record == JobRecord(view=event.job, sequence=1, tenant=TENANT, timeline=(_entry(event),))
 
 
 def test_newer_event_replaces_the_record() -> None:
@@ -123,7 +111,7 @@ def test_gateway_accepted_record_is_replaced_by_the_first_event() -> None:
     )
     record = apply(accepted, event)
     assert record is not accepted
-    assert record == JobRecord(view=event.job, sequence=1, tenant=TENANT)
+    assert record == JobRecord(view=event.job, sequence=1, tenant=TENANT, timeline=(_entry(event),))
 
 
 def test_tenant_comes_from_the_event() -> None:
