@@ -277,7 +277,8 @@ def test_dockerfile_builds_the_wheel_in_a_builder_stage() -> None:
     builder = stages[0]
     assert _instructions(builder, "FROM")[0].lower().endswith(" as builder")
     assert any(
-        "pip wheel" in run and run.rstrip().endswith(" .") for run in _instructions(builder, "RUN")
+        "pip wheel" in run and run.rstrip().endswith((" .", ' ".[otel]"'))
+        for run in _instructions(builder, "RUN")
     )
 
 
