@@ -53,13 +53,17 @@ MAX_EXECUTION_SECONDS = 2**31 - 1
 
 def _seconds_from_json(value: Any) -> int:
     """MindSphere's sample sends "7200" (a string); SDKs send numbers. Both mean seconds."""
-    if isinstance(value, bool):
+    if type(value) is str:
+        # First: our own messages carry it as a string, and every event's job has one.
+        digits = value.strip()
+    elif isinstance(value, bool):
         raise ValueError('must be a whole number of seconds, as a string like "7200" or a number')
-    if isinstance(value, int):
+    elif isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
+    elif isinstance(value, float) and value.is_integer():
         return int(value)  # 7200.0 is a whole number in JSON
-    digits = value.strip() if isinstance(value, str) else ""
+    else:
+        digits = value.strip() if isinstance(value, str) else ""
     if digits.isascii() and digits.isdigit():
         # Any count of digits is a number; beyond 12 it is certainly out of range anyway.
         return int(digits) if len(digits) <= 12 else MAX_EXECUTION_SECONDS + 1
