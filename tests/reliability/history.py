@@ -16,15 +16,15 @@ reliability suite:
 - every accepted job id is in the topic and final.
 """
 
-import asyncio
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from schemas.events import EVENTS, Event, JobStatusChanged
 from schemas.status import JobStatus
 from statemachine import FINAL_STATUSES, TRANSITIONS
+from tests.integration.helpers import TopicTail
 
 LEGAL: frozenset[tuple[JobStatus, str, JobStatus]] = frozenset(
     (move.source, move.trigger, move.dest) for move in TRANSITIONS
@@ -87,30 +87,8 @@ class HistoryReport:
 
 async def read_topic(bootstrap: str, topic: str, within: float = 60.0) -> list[ConsumerRecord]:
     """Every record of ``topic`` from the beginning up to its end at the time of the call."""
-    # Without a group, a subscriber is assigned every partition and starts at the beginning.
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(within):
-            # aiokafka offers no event for "assignment known"; poll it briefly.
-            while not consumer.assignment():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            assigned = sorted(consumer.assignment())
-            ends = await consumer.end_offsets(assigned)
-            records: list[ConsumerRecord] = []
-            for partition in assigned:
-                while await consumer.position(partition) < ends[partition]:
-                    batch = await consumer.getmany(partition, timeout_ms=500)
-                    records.extend(batch.get(partition, []))
-            return records
-    finally:
-        await consumer.stop()
+    async with TopicTail(bootstrap, topic) as tail:
+        return list(await tail.read_to_end(within))
 
 
 def judge(records: list[ConsumerRecord], accepted: set[str]) -> HistoryReport:
