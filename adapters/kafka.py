@@ -6,9 +6,10 @@ caused was acknowledged (see :mod:`worker.consumer`).
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -114,6 +115,41 @@ class KafkaProducer:
             ) from failure
         return metadata.partition, metadata.offset
 
+    async def enqueue(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> "asyncio.Future[tuple[int, int]]":
+        """Queue the message behind every message queued before it and return its
+        acknowledgement: (partition, offset), or :class:`BrokerUnavailable` after the timeout.
+        Returns once queued, so a caller can queue its next message without a round trip."""
+        try:
+            async with asyncio.timeout(self._ack_timeout):
+                queued = await self._producer.send(
+                    topic, value=value, key=key, headers=list(headers)
+                )
+        except (TimeoutError, KafkaError) as failure:
+            raise BrokerUnavailable(
+                f"broker did not take the message within {self._ack_timeout:g} s: {failure!r}"
+            ) from failure
+        acknowledged = asyncio.ensure_future(self._acknowledged(queued))
+        # A caller that gives up on the message (a job handed over) must not leave an
+        # unretrieved failure behind.
+        acknowledged.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return acknowledged
+
+    async def _acknowledged(self, queued: "asyncio.Future[Any]") -> tuple[int, int]:
+        try:
+            async with asyncio.timeout(self._ack_timeout):
+                metadata = await queued
+        except (TimeoutError, KafkaError) as failure:
+            raise BrokerUnavailable(
+                f"broker did not acknowledge within {self._ack_timeout:g} s: {failure!r}"
+            ) from failure
+        return metadata.partition, metadata.offset
+
 
 class KafkaCommandPublisher:
     def __init__(
@@ -148,10 +184,23 @@ class KafkaEventPublisher:
         self._tracing = tracing
 
     async def publish(self, event: Event) -> None:
+        with self._sending(event) as headers:
+            await self._producer.send(
+                self._topic, event.job_id.encode(), event.model_dump_json().encode(), headers
+            )
+
+    async def enqueue(self, event: Event) -> "asyncio.Future[tuple[int, int]]":
+        with self._sending(event) as headers:
+            return await self._producer.enqueue(
+                self._topic, event.job_id.encode(), event.model_dump_json().encode(), headers
+            )
+
+    @contextlib.contextmanager
+    def _sending(self, event: Event) -> Iterator[list[tuple[str, bytes]]]:
+        """The event's headers, inside its producer span when tracing is on."""
         headers = [("type", event.type.encode()), ("event-id", event.event_id.encode())]
-        value = event.model_dump_json().encode()
         if self._tracing is None:
-            await self._producer.send(self._topic, event.job_id.encode(), value, headers)
+            yield headers
             return
         # One child span per status change (and per progress event) of the job's span.
         attributes: dict[str, str | int] = {
@@ -165,7 +214,7 @@ class KafkaEventPublisher:
             if event.previous_status is not None:
                 attributes["jobmanager.previous_status"] = str(event.previous_status)
         with self._tracing.sending(event.type, self._topic, attributes) as context:
-            await self._producer.send(self._topic, event.job_id.encode(), value, headers + context)
+            yield headers + context
 
 
 class KafkaDeadLetterPublisher:
@@ -297,19 +346,27 @@ class EventReader:
 
     async def next_batch(self, timeout_ms: int = 500) -> list[bytes]:
         """The next values; the caller applies them before calling again."""
-        return [value for _, value in await self.next_records(timeout_ms) if value]
+        # Straight from the records, without next_records' pairs: a replay reads millions.
+        batches = await self._fetch(timeout_ms)
+        return [record.value for records in batches.values() for record in records if record.value]
 
     async def next_records(self, timeout_ms: int = 500) -> list[tuple[bytes | None, bytes | None]]:
         """The next (key, value) pairs, tombstones (value None) included, for compacted topics;
         the caller applies them before calling again."""
+        batches = await self._fetch(timeout_ms)
+        return [(record.key, record.value) for records in batches.values() for record in records]
+
+    async def _fetch(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
         # The previous batch has been applied now, so its positions may be announced.
         async with self._progress:
             self._applied = dict(self._read)
             self._progress.notify_all()
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+        batches: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
+            timeout_ms=timeout_ms, max_records=5000
+        )
         for partition in self._partitions:
             self._read[partition] = await self._consumer.position(partition)
-        return [(record.key, record.value) for records in batches.values() for record in records]
+        return batches
 
     def lag(self) -> int | None:
         """Records on the broker not yet applied, from the last fetch's highwater marks (no broker

@@ -4,7 +4,7 @@ They keep what was published, in order, and can be told to fail like a broker th
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from adapters.ports import BrokerUnavailable
@@ -36,6 +36,13 @@ class MemoryEventPublisher:
         self.published.append(event)
         async with self._changed:
             self._changed.notify_all()
+
+    async def enqueue(self, event: Event) -> Awaitable[object]:
+        """Published in order at once; the acknowledgement is the publish itself."""
+        await self.publish(event)
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
 
     async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> None:
         """Return once ``predicate(published)`` holds (callers bound the wait)."""

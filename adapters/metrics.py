@@ -202,16 +202,38 @@ class Metrics:
 
     # -- HTTP -----------------------------------------------------------------------------
 
+    def request_recorder(self) -> Callable[[web.Request, int, float], None]:
+        """``record(request, status, seconds)``: counts a request by method, route pattern and
+        status answered, and observes its time.
+
+        The labelled children are looked up once per series rather than per request
+        (``labels()`` validates and locks every call; series are few: methods x route patterns
+        x statuses), one dict lookup finding both.
+        """
+        requests, latency = self.http_requests, self.http_latency
+        series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+        def record(request: web.Request, status: int, seconds: float) -> None:
+            method = request.method if request.method in _METHODS else "other"
+            key = (method, route_pattern(request), status)
+            children = series.get(key)
+            if children is None:
+                children = series[key] = (
+                    requests.labels(method, key[1], str(status)),
+                    latency.labels(method, key[1]),
+                )
+            children[0].inc()
+            children[1].observe(seconds)
+
+        return record
+
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         """Counts every request by method, route pattern and final status, and times it.
 
         Put it first (outermost), so it sees the status the error middleware answered with.
+        The gateway records through its one answering middleware instead (``request_recorder``).
         """
-        requests, latency = self.http_requests, self.http_latency
-        # The labelled children, looked up once per series rather than per request (labels()
-        # validates and locks every call; series are few: methods x route patterns x statuses).
-        counters: dict[tuple[str, str, str], Any] = {}
-        timers: dict[tuple[str, str], Any] = {}
+        record = self.request_recorder()
 
         @web.middleware
         async def metrics_middleware(
@@ -219,8 +241,6 @@ class Metrics:
             handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
         ) -> web.StreamResponse:
             started = time.perf_counter()
-            method = request.method if request.method in _METHODS else "other"
-            route = route_pattern(request)
             status = 500
             try:
                 response = await handler(request)
@@ -230,15 +250,7 @@ class Metrics:
                 status = http.status
                 raise
             finally:
-                counted = (method, route, str(status))
-                counter = counters.get(counted)
-                if counter is None:
-                    counter = counters[counted] = requests.labels(*counted)
-                counter.inc()
-                timer = timers.get(counted[:2])
-                if timer is None:
-                    timer = timers[counted[:2]] = latency.labels(method, route)
-                timer.observe(time.perf_counter() - started)
+                record(request, status, time.perf_counter() - started)
 
         return metrics_middleware
 

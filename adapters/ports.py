@@ -44,6 +44,15 @@ class EventPublisher(Protocol):
 
     async def publish(self, event: Event) -> None: ...
 
+    async def enqueue(self, event: Event) -> Awaitable[object]:
+        """Hand ``event`` over and return at once with its acknowledgement to await.
+
+        Events enqueued one after another are appended in that order, so a job's next event
+        need not wait for the previous one's round trip. The acknowledgement raises
+        :class:`BrokerUnavailable` if the broker never confirms; the event may then be missing.
+        """
+        ...
+
 
 class DeadLetterPublisher(Protocol):
     """Parks a message that cannot be handled, with the reason, and returns after the ack."""

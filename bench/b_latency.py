@@ -150,11 +150,11 @@ async def round_trips(bootstrap: str, topic: str, count: int, rate: float) -> li
 
 
 STAGES = (
-    ("gateway accepted -> SUBMITTED published", None, 1),
-    ("SUBMITTED -> VALIDATING (ack, environment claim)", 1, 2),
-    ("VALIDATING -> STARTING (ack, validation, slot)", 2, 3),
-    ("STARTING -> PREPARING (ack, environment, engine)", 3, 4),
-    ("PREPARING -> RUNNING (ack, input download)", 4, 5),
+    ("gateway accepted -> SUBMITTED handed over (command round trip)", None, 1),
+    ("SUBMITTED -> VALIDATING (job task started)", 1, 2),
+    ("VALIDATING -> STARTING (claim read back, validation, slot)", 2, 3),
+    ("STARTING -> PREPARING (environment, engine)", 3, 4),
+    ("PREPARING -> RUNNING (input download)", 4, 5),
 )
 
 

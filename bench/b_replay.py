@@ -132,11 +132,19 @@ async def run(ctx: Context) -> Outcome:
     filled = now()
     await fill(ctx.bootstrap, settings.events_topic, jobs, settings.topic_partitions)
     print(f"  (topic filled with {events} events in {now() - filled:.1f} s)", flush=True)
-    raw_seconds, decoded = await baseline(ctx.bootstrap, settings.events_topic)
-    with profiled("replay" in ctx.profile, "replay"):
-        our_seconds, folded = await ours(ctx.bootstrap, settings.events_topic)
-    if decoded != events or folded != jobs:
-        raise RuntimeError(f"read {decoded} of {events} events, folded {folded} of {jobs} jobs")
+    # Rounds alternate, and the best of each side counts: a neighbour's burst on a shared
+    # 2-core machine slows whichever side it lands on.
+    raw_rounds: list[float] = []
+    our_rounds: list[float] = []
+    for round_ in range(ctx.scale.replay_rounds):
+        raw_seconds, decoded = await baseline(ctx.bootstrap, settings.events_topic)
+        with profiled("replay" in ctx.profile and round_ == 0, "replay"):
+            our_seconds, folded = await ours(ctx.bootstrap, settings.events_topic)
+        if decoded != events or folded != jobs:
+            raise RuntimeError(f"read {decoded} of {events} events, folded {folded} of {jobs} jobs")
+        raw_rounds.append(raw_seconds)
+        our_rounds.append(our_seconds)
+    raw_seconds, our_seconds = min(raw_rounds), min(our_rounds)
     outcome.figures.append(
         figure(
             f"{NAME} ({events:,} events)",
@@ -153,7 +161,10 @@ async def run(ctx: Context) -> Outcome:
         else ""
     )
     outcome.note(
-        f"{events:,} events ({jobs:,} jobs x 7) on {settings.topic_partitions} partitions: "
-        f"ours {our_seconds:.1f} s, baseline {raw_seconds:.1f} s{scaled}."
+        f"{events:,} events ({jobs:,} jobs x 7) on {settings.topic_partitions} partitions, "
+        f"best of {len(our_rounds)} alternating rounds: ours {our_seconds:.1f} s, baseline "
+        f"{raw_seconds:.1f} s{scaled} (every round: ours "
+        f"{', '.join(f'{s:.1f}' for s in our_rounds)} s; baseline "
+        f"{', '.join(f'{s:.1f}' for s in raw_rounds)} s)."
     )
     return outcome

@@ -402,6 +402,7 @@ class Scale:
     latency_saturation_jobs: int = 400
     latency_seconds: float = 15.0
     replay_events: int = 1_000_000
+    replay_rounds: int = 2
     memory_jobs: int = 1_000_000
     tracemalloc_jobs: int = 100_000
     paragraphs: int = 100
@@ -419,6 +420,7 @@ QUICK = Scale(
     latency_saturation_jobs=100,
     latency_seconds=4.0,
     replay_events=70_000,
+    replay_rounds=1,
     memory_jobs=50_000,
     tracemalloc_jobs=10_000,
     paragraphs=30,

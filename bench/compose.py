@@ -45,6 +45,7 @@ from worker.consumer import CommandLoop
 from worker.jobs import JobRunner
 from worker.moves import Mover
 from worker.projection import Projection, follow_events
+from worker.runtime import tune_gc
 from worker.settings import Settings
 
 AssignedHook = Callable[[frozenset[TopicPartition]], None]
@@ -197,6 +198,7 @@ async def running_service(
     """``worker.bootstrap.run`` with the given roles: one producer, one projection (the
     gateway's read side and the worker's ledger), the worker with ``worker`` engines and the
     gateway's app (not listening: the caller serves ``service.app``)."""
+    tune_gc()  # as worker.bootstrap.run does
     async with contextlib.AsyncExitStack() as stack:
         producer = KafkaProducer(
             settings.kafka_bootstrap_servers, settings.broker_ack_timeout_seconds, "jobmanager"

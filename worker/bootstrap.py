@@ -44,6 +44,7 @@ from worker.consumer import CommandLoop
 from worker.jobs import JobRunner, Lease
 from worker.moves import Mover
 from worker.projection import Projection, follow_events
+from worker.runtime import tune_gc
 from worker.scheduler import Scheduler
 from worker.settings import Settings
 
@@ -101,6 +102,7 @@ async def _wait_for_topics(settings: Settings) -> None:
 
 async def run(settings: Settings, roles: Roles, stopping: asyncio.Event) -> None:
     """Run the requested roles until ``stopping`` is set, then shut down in order."""
+    tune_gc()
     tracing = _tracing(settings)
     await _wait_for_topics(settings)
     # One registry per process: in `serve`, the gateway's /metrics shows the worker's too.

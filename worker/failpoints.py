@@ -37,6 +37,10 @@ def _parse(spec: str) -> frozenset[str]:
 _ARMED: Final = _parse(os.environ.get(ENV, ""))
 
 
+def armed(point: Point) -> bool:
+    return point in _ARMED
+
+
 def reach(point: Point) -> None:
     """Kill the process here if the failpoint ``point`` is armed."""
     if point in _ARMED:

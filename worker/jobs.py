@@ -107,6 +107,11 @@ class ActiveJob:
     watch: bool = False
     #: Set once this worker works on the job itself (not only watching another's lease).
     executing: bool = False
+    #: The job's events up to RUNNING may go out without a round trip each: only for a job
+    #: this worker created itself (see ``worker.moves.Mover``), never after a takeover.
+    pipelining: bool = False
+    #: The environment claim sent with the job's first event, not yet awaited.
+    claimed: "asyncio.Future[None] | None" = None
     heartbeat: "asyncio.Task[None] | None" = None
 
 
@@ -149,10 +154,12 @@ class JobRunner:
     async def submit(self, command: SubmitJob) -> "asyncio.Task[None]":
         """Record the job (its first event) and start its task.
 
-        The first event is published before this returns, so a stop that follows the submit in
-        the same partition always finds the job. A redelivered command gets the running task.
+        The first event is handed to the broker before this returns (its round trip overlaps
+        the job's next steps), and the job is registered here, so a stop that follows the
+        submit in the same partition always finds it. A redelivered command gets the running
+        task.
         """
-        record = self._mover.record(command.job_id)
+        record = self._mover.latest_record(command.job_id)
         self._check_tenant(record, command.tenant, command.job_id)
         if record is not None and record.view.request() != command.request:
             raise ConflictingSubmit(f"job {command.job_id} already exists with a different request")
@@ -160,23 +167,27 @@ class JobRunner:
         if existing is not None and existing.task is not None:
             return existing.task
         bound = {"job_id": command.job_id, "tenant": command.tenant}
+        claimed: asyncio.Future[None] | None = None
         if record is None or record.sequence == 0:
             epoch = self.owner_epoch
+            # The claim's round trip overlaps the first event's, and claims still queue in the
+            # order the commands came. A job that turns out to be another worker's keeps it
+            # harmlessly: claims are per job, and a final job's claim no longer counts.
+            claimed = asyncio.ensure_future(
+                self._locks.claim(command.tenant, command.request.configuration_id, command.job_id)
+            )
+            claimed.add_done_callback(lambda done: done.cancelled() or done.exception())
+            # Pipelined: whether another worker created the job first (it got the command
+            # before a rebalance) shows when the job's events settle (see ``_run``).
+            with structlog.contextvars.bound_contextvars(**bound):
+                await self._mover.create(command, epoch=epoch, pipelined=True)
             watch = False
-            try:
-                with structlog.contextvars.bound_contextvars(**bound):
-                    await self._mover.create(command, epoch=epoch)
-            except Fenced:
-                # Another worker created it first (it got the command before a rebalance):
-                # it is that worker's while its lease lasts, then taken over at this epoch.
-                log.warning("job created by another worker", **bound)
-                watch = True
         else:
             # A redelivery: whoever handled the command before may still run it (its
             # partition moved in a rebalance) or be paused, so the job is left to it while its
             # lease lasts; taken over after, at a newer epoch whose first write fences it.
             epoch, watch = max(self.owner_epoch, record.epoch + 1), True
-        active = ActiveJob(command, epoch=epoch, watch=watch)
+        active = ActiveJob(command, epoch=epoch, watch=watch, pipelining=not watch, claimed=claimed)
         self.active[command.job_id] = active
         active.task = asyncio.create_task(self._run(active), name=f"job-{command.job_id}")
         active.task.add_done_callback(lambda _: self._forget(active))
@@ -184,7 +195,7 @@ class JobRunner:
 
     async def stop(self, command: StopJob) -> None:
         active = self.active.get(command.job_id)
-        record = self._mover.record(command.job_id)
+        record = self._mover.latest_record(command.job_id)
         self._check_tenant(record, command.tenant, command.job_id)
         bound = {"job_id": command.job_id, "tenant": command.tenant}
         if active is None or record is None:
@@ -251,6 +262,7 @@ class JobRunner:
                     await self._run_once(active)
                     return
                 except Fenced:
+                    created_here, active.pipelining = active.pipelining, False
                     record = self._mover.record(command.job_id)
                     assert record is not None, "a fenced job has a record"
                     if record.epoch > active.epoch or record.view.status in FINAL_STATUSES:
@@ -261,10 +273,32 @@ class JobRunner:
                             owner_epoch=record.epoch,
                         )
                         return
+                    if created_here and not await self._watch_instead(active):
+                        return
                     # Our takeover write lost the race to the old owner, which is still
                     # writing: try again above its latest event.
                     active.epoch = max(active.epoch, record.epoch + 1)
             raise Fenced(f"{command.job_id}: no takeover in {TAKEOVER_ATTEMPTS} attempts")
+
+    async def _watch_instead(self, active: ActiveJob) -> bool:
+        """This worker's first events lost to an older owner's that got the same command before
+        a rebalance and is running the job: it is that worker's while its lease lasts. True
+        once it lapsed (take the job over), False once the job is final."""
+        log.warning("job created by another worker; watching its lease", epoch=active.epoch)
+        if self._lease is None:
+            return True
+        active.executing = False
+        if active.heartbeat is not None:
+            # Renewing would write at this worker's newer epoch and fence the live owner.
+            active.heartbeat.cancel()
+            active.heartbeat = None
+        if not await self._lease_lapsed(active):
+            return False
+        active.executing = True
+        active.heartbeat = asyncio.create_task(
+            self._renew(active, self._lease), name=f"lease-{active.command.job_id}"
+        )
+        return True
 
     async def _lease_lapsed(self, active: ActiveJob) -> bool:
         """Watch a job another worker may be running: False once it is final, True once it has
@@ -302,7 +336,9 @@ class JobRunner:
             await asyncio.sleep(lease.renew_seconds)
             # Under the job's lock, so a renewal never follows the job's final move.
             async with active.lock:
-                record = self._mover.record(job_id)
+                # With its pipelined events: a job still handing over its first events is
+                # busy, not gone.
+                record = self._mover.latest_record(job_id)
                 if record is None or record.view.status in FINAL_STATUSES:
                     return
                 if record.sequence != seen:
@@ -326,14 +362,26 @@ class JobRunner:
         if status is not JobStatus.SUBMITTED:
             await self._end_orphan(active, status)
             return
-        # Claimed first, so claims queue in the order the commands came; cancellation (a
-        # hand-over) skips the release on purpose: the next owner decides.
+        # Claimed before anything here waits, so claims queue in the order the commands came
+        # (the pipelined step message only hands its event over); cancellation (a hand-over)
+        # skips the release on purpose: the next owner decides.
         configuration_id = command.request.configuration_id
-        await self._locks.claim(command.tenant, configuration_id, command.job_id)
         try:
             await self._progress(active, VALIDATING_MESSAGE, pipelined=True)
+            claimed, active.claimed = active.claimed, None
+            if claimed is None:
+                claimed = asyncio.ensure_future(
+                    self._locks.claim(command.tenant, configuration_id, command.job_id)
+                )
+            # Validation reads files while the claim makes its round trip.
+            validating = asyncio.ensure_future(self._validate(command))
             try:
-                note, configuration = await self._validate(command)
+                await claimed
+            except BaseException:
+                validating.cancel()
+                raise
+            try:
+                note, configuration = await validating
             except (NotFound, InvalidNote, OSError) as invalid:
                 # OSError: a model or configuration that exists but cannot be read.
                 await self._finish(active, Outcome("fail", f"Invalid inputs [{invalid}]"))
@@ -397,10 +445,16 @@ class JobRunner:
         request = command.request
         tenant = command.tenant
         try:
-            await self._advance(active, "start", message="Starting environment.")
+            await self._advance(
+                active, "start", message="Starting environment.", pipelined=active.pipelining
+            )
         except StopRequested:
             await self._finish(active, Outcome("stopped", STOPPED_MESSAGE))
             return
+        if failpoints.armed("after_starting_published"):
+            # The point is STARTING on the topic; pipelined, it may not be there yet.
+            async with active.lock:
+                await self._mover.settle(command.job_id)
         failpoints.reach("after_starting_published")
 
         environment: Environment | None = None
@@ -431,8 +485,16 @@ class JobRunner:
             except (NotFound, OSError) as failure:
                 raise _StepFailed(f"Failed to prepare inputs [{failure}]") from failure
             await self._advance(
-                active, "run", message=RUNNING_MESSAGE, environment_id=environment.id
+                active,
+                "run",
+                message=RUNNING_MESSAGE,
+                environment_id=environment.id,
+                pipelined=active.pipelining,
             )
+            # The note runs only once every event up to RUNNING took effect: a fenced worker
+            # must not run it.
+            async with active.lock:
+                await self._mover.settle(command.job_id)
             failpoints.reach("after_running_published")
             outcome = await self._execute(active, note, session)
         except StopRequested:
@@ -487,16 +549,27 @@ class JobRunner:
                 await self._environments.stop(environment)
 
     async def _validate(self, command: SubmitJob) -> tuple[Note, EnvironmentConfiguration]:
+        """The job's note and configuration, once its folders are known to exist; the lookups
+        run together, and the first failing one in this order is the one reported."""
         request = command.request
-        note = await self._models.load_note(command.tenant, request.model_id)
-        configuration = await self._environments.configuration(
-            command.tenant, request.configuration_id
+        tenant = command.tenant
+        note, configuration, has_input, has_output = await asyncio.gather(
+            self._models.load_note(tenant, request.model_id),
+            self._environments.configuration(tenant, request.configuration_id),
+            self._folders.exists(tenant, request.input_folder_id),
+            self._folders.exists(tenant, request.output_folder_id),
+            return_exceptions=True,
         )
-        for role, folder_id in (
-            ("input", request.input_folder_id),
-            ("output", request.output_folder_id),
+        for outcome in (note, configuration, has_input, has_output):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(note, Note)
+        assert isinstance(configuration, EnvironmentConfiguration)
+        for role, folder_id, exists in (
+            ("input", request.input_folder_id, has_input),
+            ("output", request.output_folder_id, has_output),
         ):
-            if not await self._folders.exists(command.tenant, folder_id):
+            if not exists:
                 raise NotFound(f"{role} folder {folder_id} not found")
         return note, configuration
 
@@ -579,6 +652,7 @@ class JobRunner:
         message: str,
         environment_id: str | None = None,
         stopping: bool = False,
+        pipelined: bool = False,
     ) -> None:
         """A non-final move of the job's own, unless a stop got in first."""
         async with active.lock:
@@ -590,6 +664,7 @@ class JobRunner:
                 message=message,
                 environment_id=environment_id,
                 epoch=active.epoch,
+                pipelined=pipelined,
             )
 
     async def _interruptible(
@@ -618,7 +693,7 @@ class JobRunner:
             raise ForeignJob(f"job {job_id} belongs to another tenant than {tenant}")
 
     def _status(self, job_id: str) -> JobStatus:
-        record = self._mover.record(job_id)
+        record = self._mover.latest_record(job_id)
         assert record is not None, "a running job always has a record"
         return record.view.status
 
@@ -627,6 +702,7 @@ class JobRunner:
             active.heartbeat.cancel()
         if self.active.get(active.command.job_id) is active:
             del self.active[active.command.job_id]
+            self._mover.discard(active.command.job_id)
         task = active.task
         if task is not None and not task.cancelled() and task.exception() is not None:
             log.error(

@@ -1,21 +1,21 @@
 """Applying a move: check it with the machine, publish it, then record it in the ledger."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
 
 from adapters.metrics import Metrics
-from adapters.ports import EventPublisher
+from adapters.ports import BrokerUnavailable, EventPublisher
 from adapters.retry import until_acknowledged
 from schemas.commands import SubmitJob
 from schemas.events import Event, JobProgressed, JobStatusChanged, event_id_for
 from schemas.jobs import JobRecord, JobView
 from schemas.notes import ParagraphResult
-from schemas.status import JobStatus
 from statemachine import IllegalMove, JobMachine
-from worker.projection import Projection
+from worker.projection import Projection, apply
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +31,16 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass
+class _Chain:
+    """A job's events handed to the broker in order and not settled yet (see ``pipelined``)."""
+
+    #: The record as the ledger will hold it once every event here took effect.
+    tail: JobRecord
+    #: Each event with its acknowledgement (None: the broker did not even take it).
+    sent: list[tuple[Event, Awaitable[object] | None]] = field(default_factory=list)
+
+
 class Mover:
     """The only code that changes a job's status. Illegal moves are logged, raised, never published.
 
@@ -43,6 +53,13 @@ class Mover:
     paused past its session timeout), and only the topic's order says which write won; every
     reader folds that order the same way, so the ledger never holds a write the topic refused.
     Without it (in-memory tests) the event is applied at once, under the same fold rules.
+
+    Pipelined publishing (``pipelined=True``) hands a job's next events over one after another
+    without a round trip each; :meth:`settle` then waits for all of them and checks that the
+    last took effect. That is sound only while no writer of an older epoch can slip between
+    them, which holds for a job this worker created itself (an older owner's first write is
+    refused, and it writes again only at a newer epoch, which refuses all of ours): the
+    runner pipelines only such jobs, and takes the slow path after any takeover.
     """
 
     def __init__(
@@ -60,14 +77,23 @@ class Mover:
         self._clock = clock
         self.metrics = metrics if metrics is not None else Metrics()
         self._read_back_seconds = read_back_seconds
-        # Per job, its pipelined progress event still on its way (see ``progress``).
-        self._pending: dict[str, asyncio.Task[JobRecord]] = {}
+        # Per job, its pipelined events not settled yet.
+        self._chains: dict[str, _Chain] = {}
 
     def record(self, job_id: str) -> JobRecord | None:
+        """The job's record as the topic has it (the ledger)."""
         return self.ledger.store.record(job_id)
 
-    async def create(self, command: SubmitJob, epoch: int = 0) -> JobRecord:
-        """Publish the job's first event (SUBMITTED, sequence 1)."""
+    def latest_record(self, job_id: str) -> JobRecord | None:
+        """The job's record after its pipelined events too (what this worker last wrote)."""
+        chain = self._chains.get(job_id)
+        return self.record(job_id) if chain is None else chain.tail
+
+    async def create(
+        self, command: SubmitJob, epoch: int = 0, *, pipelined: bool = False
+    ) -> JobRecord:
+        """Publish the job's first event (SUBMITTED, sequence 1); ``pipelined`` as for
+        :meth:`move`."""
         await self.settle(command.job_id)
         view = JobView.submitted(
             command.job_id,
@@ -76,7 +102,24 @@ class Mover:
             command.creation_date,
             command.schedule_id,
         )
-        return await self._publish(view, None, "submit", 1, command.tenant, epoch)
+        event = JobStatusChanged(
+            event_id=event_id_for(view.id, 1, epoch),
+            job_id=view.id,
+            tenant=command.tenant,
+            sequence=1,
+            epoch=epoch,
+            previous_status=None,
+            status=view.status,
+            trigger="submit",
+            job=view,
+            occurred_at=self._clock(),
+        )
+        if pipelined:
+            return await self._hand_over(event, None)
+        await self._publish_until_acknowledged(event)
+        record = await self._took_effect(event)
+        self._published(event)
+        return record
 
     async def move(
         self,
@@ -86,10 +129,16 @@ class Mover:
         message: str | None = None,
         environment_id: str | None = None,
         epoch: int = 0,
+        pipelined: bool = False,
     ) -> JobRecord:
-        """Apply ``trigger`` as the job's owner of ``epoch``; :class:`Fenced` if it is not."""
-        await self.settle(job_id)
-        record = self._owned(job_id, epoch)
+        """Apply ``trigger`` as the job's owner of ``epoch``; :class:`Fenced` if it is not.
+
+        ``pipelined``: return once the event is handed over, with the record it leads to; the
+        job's next non-pipelined publish or :meth:`settle` confirms it (see the class doc).
+        """
+        if not pipelined:
+            await self.settle(job_id)
+        record = self._latest(job_id, epoch)
         current = record.view.status
         try:
             status = self._machine.next_status(job_id, current, trigger)
@@ -110,9 +159,24 @@ class Mover:
         if environment_id is not None:
             changes["environment_id"] = environment_id
         view = record.view.model_copy(update=changes)
-        return await self._publish(
-            view, current, trigger, record.sequence + 1, record.tenant, epoch
+        event = JobStatusChanged(
+            event_id=event_id_for(job_id, record.sequence + 1, epoch),
+            job_id=job_id,
+            tenant=record.tenant,
+            sequence=record.sequence + 1,
+            epoch=epoch,
+            previous_status=current,
+            status=status,
+            trigger=trigger,
+            job=view,
+            occurred_at=self._clock(),
         )
+        if pipelined:
+            return await self._hand_over(event, record)
+        await self._publish_until_acknowledged(event)
+        folded = await self._took_effect(event)
+        self._published(event)
+        return folded
 
     async def progress(
         self,
@@ -125,13 +189,12 @@ class Mover:
     ) -> JobRecord:
         """Publish a step message or a finished paragraph; the status does not change.
 
-        ``pipelined``: return once the event is handed over (with the record as it was), so
-        the step's own work overlaps the broker round trip. The job's next publish waits for
-        its acknowledgement first (:meth:`settle`), so nothing of the job is published before
-        it is acknowledged, and a failure (``Fenced``) surfaces there.
+        ``pipelined``: return once the event is handed over (with the record it leads to), so
+        the step's own work overlaps the broker round trip; as for :meth:`move`.
         """
-        await self.settle(job_id)
-        record = self._owned(job_id, epoch)
+        if not pipelined:
+            await self.settle(job_id)
+        record = self._latest(job_id, epoch)
         view = record.view
         if message is not None:
             view = view.model_copy(update={"message": message})
@@ -148,36 +211,110 @@ class Mover:
             job=view,
             occurred_at=self._clock(),
         )
-        if not pipelined:
-            return await self._deliver_progress(event)
-        pending = asyncio.create_task(self._deliver_progress(event), name=f"progress-{job_id}")
-        self._pending[job_id] = pending
-        pending.add_done_callback(self._delivered)
-        return record
-
-    async def settle(self, job_id: str) -> None:
-        """Wait until the job's pipelined progress event, if any, is acknowledged and folded;
-        raises what delivering it raised."""
-        pending = self._pending.get(job_id)
-        if pending is None:
-            return
-        try:
-            await pending
-        finally:
-            if self._pending.get(job_id) is pending:
-                del self._pending[job_id]
-
-    def _delivered(self, pending: "asyncio.Task[JobRecord]") -> None:
-        # Delivered or cancelled needs no settling; a failed one stays for the next publish to
-        # raise (it holds the job's only copy of the failure, e.g. Fenced).
-        if pending.cancelled() or pending.exception() is None:
-            for job_id, waiting in list(self._pending.items()):
-                if waiting is pending:
-                    del self._pending[job_id]
-
-    async def _deliver_progress(self, event: JobProgressed) -> JobRecord:
+        if pipelined:
+            return await self._hand_over(event, record)
         await self._publish_until_acknowledged(event)
         folded = await self._took_effect(event)
+        self._published(event)
+        return folded
+
+    async def settle(self, job_id: str) -> None:
+        """Wait until the job's pipelined events are acknowledged and folded; :class:`Fenced`
+        if they did not all take effect. Events the broker failed to confirm are sent again,
+        in order, until it does (a repeat of an event changes nothing for its readers)."""
+        chain = self._chains.pop(job_id, None)
+        if chain is None:
+            return
+        resend = False
+        for event, acknowledged in chain.sent:
+            if not resend and acknowledged is not None:
+                try:
+                    await acknowledged
+                except BrokerUnavailable as failure:
+                    log.warning(
+                        "pipelined event not acknowledged; sending it again",
+                        job_id=job_id,
+                        sequence=event.sequence,
+                        error=str(failure),
+                    )
+                    resend = True
+            else:
+                resend = True
+            if resend:
+                await self._publish_until_acknowledged(event)
+            if self._read_back_seconds is None:
+                self.ledger.apply(event)
+            self._published(event)
+        last = chain.sent[-1][0]
+        record = await self._read_back(last) if self._read_back_seconds is not None else None
+        record = record or self.record(job_id)
+        # Only this worker writes at its epoch, so the ledger at that epoch and at or past
+        # the last sequence means every event of the chain was folded (see the class doc).
+        if record is None or record.epoch != last.epoch or record.sequence < last.sequence:
+            log.warning(
+                "fenced: pipelined events did not take effect",
+                job_id=job_id,
+                tenant=last.tenant,
+                sequence=last.sequence,
+                epoch=last.epoch,
+                owner_epoch=None if record is None else record.epoch,
+            )
+            raise Fenced(job_id)
+
+    def discard(self, job_id: str) -> None:
+        """Forget the job's unsettled events (its task ended without settling them: handed
+        over or crashed); what reached the broker stays there."""
+        self._chains.pop(job_id, None)
+
+    def _latest(self, job_id: str, epoch: int) -> JobRecord:
+        """The record the job's next event builds on: after its pipelined events, if any."""
+        chain = self._chains.get(job_id)
+        if chain is None:
+            return self._owned(job_id, epoch)
+        if self.record(job_id) is not None:
+            self._owned(job_id, epoch)  # fenced early if a newer owner already wrote
+        return chain.tail
+
+    async def _hand_over(self, event: Event, record: JobRecord | None) -> JobRecord:
+        chain = self._chains.get(event.job_id)
+        tail = apply(record if chain is None else chain.tail, event)
+        acknowledged: Awaitable[object] | None = None
+        # Once one event was not taken, the rest wait for settling too, which sends them all
+        # in order: none may overtake it on the topic.
+        if chain is None or all(taken is not None for _, taken in chain.sent):
+            try:
+                acknowledged = await self._publisher.enqueue(event)
+            except BrokerUnavailable as failure:
+                log.warning(
+                    "event not taken by the broker; sent again when settling",
+                    job_id=event.job_id,
+                    sequence=event.sequence,
+                    error=str(failure),
+                )
+        chain = self._chains.setdefault(event.job_id, _Chain(tail=tail))
+        chain.tail = tail
+        chain.sent.append((event, acknowledged))
+        return tail
+
+    def _published(self, event: Event) -> None:
+        """Count and log an event once the broker has it."""
+        if isinstance(event, JobStatusChanged):
+            view = event.job
+            self.metrics.transition(
+                event.previous_status, view.status, event.trigger, view.creation_date,
+                event.occurred_at,
+            )  # fmt: skip
+            log.info(
+                "job status changed",
+                job_id=event.job_id,
+                tenant=event.tenant,
+                status=view.status,
+                previous_status=event.previous_status,
+                trigger=event.trigger,
+                sequence=event.sequence,
+                message=view.message,
+            )
+            return
         paragraph = event.paragraph
         log.info(
             "job progressed",
@@ -189,45 +326,6 @@ class Mover:
             paragraph=None if paragraph is None else paragraph.label,
             paragraph_status=None if paragraph is None else paragraph.status,
         )
-        return folded
-
-    async def _publish(
-        self,
-        view: JobView,
-        previous: JobStatus | None,
-        trigger: str,
-        sequence: int,
-        tenant: str,
-        epoch: int,
-    ) -> JobRecord:
-        event = JobStatusChanged(
-            event_id=event_id_for(view.id, sequence, epoch),
-            job_id=view.id,
-            tenant=tenant,
-            sequence=sequence,
-            epoch=epoch,
-            previous_status=previous,
-            status=view.status,
-            trigger=trigger,
-            job=view,
-            occurred_at=self._clock(),
-        )
-        await self._publish_until_acknowledged(event)
-        record = await self._took_effect(event)
-        self.metrics.transition(
-            previous, view.status, trigger, view.creation_date, event.occurred_at
-        )
-        log.info(
-            "job status changed",
-            job_id=view.id,
-            tenant=tenant,
-            status=view.status,
-            previous_status=previous,
-            trigger=trigger,
-            sequence=sequence,
-            message=view.message,
-        )
-        return record
 
     async def changed(self, job_id: str, sequence: int) -> JobRecord:
         """The job's record once the ledger holds an event past ``sequence`` (callers bound

@@ -12,6 +12,7 @@ from adapters.ports import ProjectionStore
 from adapters.projection_store import construct_trusted
 from schemas.events import EVENTS, Event, JobProgressed, JobStatusChanged
 from schemas.jobs import JobRecord, TimelineEntry
+from schemas.notes import ParagraphResult
 from statemachine import FINAL_STATUSES
 
 log = structlog.get_logger(__name__)
@@ -34,19 +35,23 @@ def apply(record: JobRecord | None, event: Event) -> JobRecord:
     another took the job over) changes nothing, nor does a newer event after a final status, so
     the first writer of a sequence wins and a final status is never overwritten.
     """
-    if record is not None and (
-        event.epoch < record.epoch
-        or (event.sequence > record.sequence > 0 and record.view.status in FINAL_STATUSES)
-    ):
-        return record
-    if record is not None and event.sequence <= record.sequence:
-        if event.epoch != record.epoch:
-            return record  # a newer owner that lost the race for this sequence
-        timeline = _timeline(record.timeline, event)
-        if timeline is record.timeline:
+    sequence = 0
+    timeline: tuple[TimelineEntry, ...] = ()
+    paragraphs: tuple[ParagraphResult, ...] = ()
+    if record is not None:
+        sequence, timeline = record.sequence, record.timeline
+        if event.epoch < record.epoch or (
+            event.sequence > sequence > 0 and record.view.status in FINAL_STATUSES
+        ):
             return record
-        return record.model_copy(update={"timeline": timeline})
-    paragraphs = record.paragraphs if record is not None else ()
+        if event.sequence <= sequence:
+            if event.epoch != record.epoch:
+                return record  # a newer owner that lost the race for this sequence
+            grown = _timeline(timeline, event)
+            if grown is timeline:
+                return record
+            return record.model_copy(update={"timeline": grown})
+        paragraphs = record.paragraphs
     if isinstance(event, JobProgressed) and event.paragraph is not None:
         paragraphs = (*paragraphs, event.paragraph)
     # Every value comes from the validated event or the record, so no validation again.
@@ -58,7 +63,7 @@ def apply(record: JobRecord | None, event: Event) -> JobRecord:
             "tenant": event.tenant,
             "paragraphs": paragraphs,
             "epoch": event.epoch,
-            "timeline": _timeline(record.timeline if record is not None else (), event),
+            "timeline": _timeline(timeline, event),
         },
     )
 
@@ -73,8 +78,9 @@ def _timeline(timeline: tuple[TimelineEntry, ...], event: Event) -> tuple[Timeli
     """
     if isinstance(event, JobProgressed) and event.paragraph is not None:
         return timeline
-    at, status, message = event.occurred_at, event.job.status, event.job.message
     moved = isinstance(event, JobStatusChanged)
+    at, job = event.occurred_at, event.job
+    status, message = job.status, job.message
     # The timeline is in time order and events mostly come in order: look from the end, and
     # compare fields only with entries of the same millisecond (pydantic's model equality and
     # validating a new entry were a third of a replay's time).
@@ -91,7 +97,10 @@ def _timeline(timeline: tuple[TimelineEntry, ...], event: Event) -> tuple[Timeli
     entry = construct_trusted(
         TimelineEntry, {"status": status, "at": at, "message": message, "moved": moved}
     )
-    grown = (*timeline[:position], entry, *timeline[position:])
+    if position == len(timeline):
+        grown = (*timeline, entry)  # the usual case: the newest entry
+    else:
+        grown = (*timeline[:position], entry, *timeline[position:])
     if len(grown) > MAX_TIMELINE:
         # Drop the oldest step message, never a move: the moves are what the timeline shows.
         steps = [i for i, kept in enumerate(grown) if not kept.moved]
@@ -121,7 +130,8 @@ class Projection:
         folded = apply(current, event)
         if folded is not current:
             self.store.put(folded, at=event.occurred_at)
-            self._notify(folded)
+            if self._listeners:
+                self._notify(folded)
         return folded
 
     def accept(self, record: JobRecord) -> None:
@@ -156,11 +166,14 @@ async def follow_events(
     """Fold the events topic into the projection until cancelled; sweep retention once the
     topic is read to its end (the first empty batch), then every ``sweep_seconds``."""
     next_sweep: float | None = None
+    # The adapter's core validator itself: the same validation without TypeAdapter's Python
+    # wrapper, which a replay would call millions of times.
+    validate = EVENTS.validator.validate_json
     while True:
         batch = await reader.next_batch(timeout_ms=200)
         for raw in batch:
             try:
-                projection.apply(EVENTS.validate_json(raw))
+                projection.apply(validate(raw))
             except ValidationError as invalid:
                 # An event we cannot read must not stop the read side; it is logged for humans.
                 log.error("unreadable event skipped", error=str(invalid)[:500])

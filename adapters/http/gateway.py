@@ -8,14 +8,18 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.hdrs import COOKIE
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from adapters.http.auth import Forbidden, Principal, Unauthorized
-from adapters.http.errors import ApiError, bound_to_logs, error_middleware
+from adapters.http.errors import ApiError, answering_middleware
 from adapters.http.filters import JOB_FILTER_FIELDS
+from adapters.http.ids import random_id
 from adapters.http.inputs import found, idempotency_key, json_body, listing
 from adapters.http.openapi import openapi_document
 from adapters.http.ratelimit import RateLimiter
@@ -37,6 +41,7 @@ BASE = "/api/jobmanager/v3"
 RETRY_AFTER_SECONDS = "5"
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("0d7c9a4e-5f0b-4b8e-8a55-3f1a2c6e9b70")
 STOP_REQUESTED_MESSAGE = "Stop requested."
+_NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 
 
 class RequestAuthenticator(Protocol):
@@ -93,19 +98,18 @@ class Gateway:
 
     def app(self) -> web.Application:
         app = web.Application(
-            # The metrics middleware is outside the errors one, so it counts the status they got.
+            # One middleware answers errors and counts every answer with the status it got.
             middlewares=[
-                # Tracing outside metrics and errors: its span covers both, and sees the logref.
+                # Tracing outside it: its span covers both, and sees the logref.
                 *([] if self._tracing is None else [self._tracing.middleware()]),
-                self._probes.metrics.middleware(),
-                error_middleware,
+                answering_middleware(self._probes.metrics.request_recorder()),
             ],
             client_max_size=self._limits.max_body_bytes,
         )
-        app.router.add_post(f"{BASE}/jobs", self._guarded(self._bounded(self.submit)))
+        app.router.add_post(f"{BASE}/jobs", self._guarded(self.submit, bounded=True))
         app.router.add_get(f"{BASE}/jobs", self._guarded(self.list))
         app.router.add_get(f"{BASE}/jobs/{{id}}", self._guarded(self.get))
-        app.router.add_post(f"{BASE}/jobs/{{id}}/stop", self._guarded(self._bounded(self.stop)))
+        app.router.add_post(f"{BASE}/jobs/{{id}}/stop", self._guarded(self.stop, bounded=True))
         app.router.add_get(f"{BASE}/jobs/{{id}}/paragraphs", self._guarded(self.paragraphs))
         app.router.add_get(f"{BASE}/openapi.json", self.openapi)
         if self._schedules is not None:  # /schedules, on the same auth
@@ -123,7 +127,7 @@ class Gateway:
     async def submit(self, request: web.Request, caller: Principal) -> web.Response:
         job_request = await self._job_request(request)
         key = idempotency_key(request)
-        job_id = idempotent_job_id(caller.tenant, key) if key else uuid.uuid4().hex
+        job_id = idempotent_job_id(caller.tenant, key) if key else random_id()
         if key:
             existing = self._jobs.get(caller.tenant, job_id)
             if existing is not None:
@@ -136,7 +140,7 @@ class Gateway:
                 return _json(existing, 200)
         now = self._clock()
         command = SubmitJob(
-            command_id=uuid.uuid4().hex,
+            command_id=random_id(),
             job_id=job_id,
             tenant=caller.tenant,
             request=job_request,
@@ -183,9 +187,7 @@ class Gateway:
         if view.status is not JobStatus.STOPPING:
             now = self._clock()
             await self._publish(
-                StopJob(
-                    command_id=uuid.uuid4().hex, job_id=view.id, tenant=caller.tenant, issued_at=now
-                )
+                StopJob(command_id=random_id(), job_id=view.id, tenant=caller.tenant, issued_at=now)
             )
             # The worker makes the move; the answer shows the status the job is now heading to.
             view = view.model_copy(
@@ -195,38 +197,28 @@ class Gateway:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _bounded(
-        self, handler: Callable[[web.Request, Principal], Awaitable[web.Response]]
-    ) -> Callable[[web.Request, Principal], Awaitable[web.Response]]:
-        """At most ``max_pending_writes`` writes at once, 503 beyond. Per-tenant limits do not
-        stop a burst spread over many tenants, and each write holds its body while the broker
-        acknowledges (up to the ack timeout), so this bounds the gateway's memory."""
-
-        async def bounded(request: web.Request, caller: Principal) -> web.Response:
-            if self._pending_writes >= self._limits.max_pending_writes:
-                raise ApiError(
-                    503,
-                    "too many requests waiting for the message broker; retry later",
-                    headers={"Retry-After": "1"},
-                )
-            self._pending_writes += 1
-            try:
-                return await handler(request, caller)
-            finally:
-                self._pending_writes -= 1
-
-        return bounded
-
     def _guarded(
-        self, handler: Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+        self,
+        handler: Callable[[web.Request, Principal], Awaitable[web.StreamResponse]],
+        *,
+        bounded: bool = False,
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """Authenticate, then rate-limit per tenant, then handle."""
+        """Authenticate, then rate-limit per tenant, then handle.
+
+        ``bounded``: a write, at most ``max_pending_writes`` of them at once and 503 beyond.
+        Per-tenant limits do not stop a burst spread over many tenants, and each write holds
+        its body while the broker acknowledges (up to the ack timeout), so this bounds the
+        gateway's memory. Checked here rather than in a wrapper of its own: each wrapper is
+        another coroutine per request.
+        """
+        limits = self._limits
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             try:
-                caller = await self._auth.authenticate(
-                    request.method, request.headers, request.cookies
-                )
+                headers = request.headers
+                # Without a Cookie header, request.cookies is empty, but parsing "" costs µs.
+                cookies = request.cookies if COOKIE in headers else _NO_COOKIES
+                caller = await self._auth.authenticate(request.method, headers, cookies)
             except Unauthorized as refused:
                 raise ApiError(401, str(refused), headers={"WWW-Authenticate": "Bearer"}) from None
             except Forbidden as refused:
@@ -238,8 +230,23 @@ class Gateway:
                     "too many requests for this tenant; slow down",
                     headers={"Retry-After": RateLimiter.retry_after(wait)},
                 )
-            with bound_to_logs(tenant=caller.tenant):
-                return await handler(request, caller)
+            tokens = bind_contextvars(tenant=caller.tenant)
+            try:
+                if not bounded:
+                    return await handler(request, caller)
+                if self._pending_writes >= limits.max_pending_writes:
+                    raise ApiError(
+                        503,
+                        "too many requests waiting for the message broker; retry later",
+                        headers={"Retry-After": "1"},
+                    )
+                self._pending_writes += 1
+                try:
+                    return await handler(request, caller)
+                finally:
+                    self._pending_writes -= 1
+            finally:
+                reset_contextvars(**tokens)
 
         return guarded
 

@@ -21,6 +21,7 @@ from schemas.notes import Note, NoteRun
 from schemas.status import JobStatus
 from statemachine import JobMachine
 from tests.fakes.engine import OneCallEngine
+from tests.fakes.publishers import GatedPublisher
 from tests.unit.factories import job_home, local_runner, submit_job
 from worker.jobs import WORKER_LOST_MESSAGE, JobRunner, Lease
 from worker.moves import Fenced, Mover
@@ -139,6 +140,44 @@ async def test_a_redelivered_job_that_its_worker_keeps_alive_is_left_to_it(
     record = projection.store.record("job-1")
     assert record is not None
     assert record.view.status is JobStatus.SUCCEEDED
+
+
+async def test_a_job_another_worker_created_first_and_runs_is_left_to_it(
+    home: LocalHome,
+) -> None:
+    """The same command handled by two workers around a rebalance: this worker's pipelined
+    first events all land behind the other worker's, so it watches that worker's lease
+    instead of running the note too, and publishes nothing that takes effect."""
+    projection = Projection(MemoryProjectionStore())
+    events = GatedPublisher()
+    engine = BlockingEngine()
+    runner = _runner(home, Mover(JobMachine(), events, projection), engine)
+    runner.owner_epoch = 1
+    task = await runner.submit(_submit())
+
+    # The older owner's events reach the topic first, past every event of ours.
+    elsewhere = await _running_elsewhere(projection)
+    for _ in range(4):
+        await elsewhere.progress("job-1", None)
+    async with asyncio.timeout(DEADLINE):
+        while not any(e.status is JobStatus.RUNNING for e in events.sent):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    events.gate.set()
+
+    for _ in range(6):
+        await asyncio.sleep(LEASE.expiry_seconds / 4)
+        await elsewhere.progress("job-1", None)
+    await elsewhere.move("job-1", "succeed", message="done elsewhere")
+    await asyncio.wait_for(task, DEADLINE)
+
+    assert engine.runs == 0, "the note ran only on the worker that owns the job"
+    record = projection.store.record("job-1")
+    assert record is not None
+    assert (record.view.status, record.epoch, record.view.message) == (
+        JobStatus.SUCCEEDED,
+        0,
+        "done elsewhere",
+    )
 
 
 async def test_a_silent_job_is_taken_over_after_its_lease(home: LocalHome) -> None:

@@ -74,6 +74,14 @@ class RecordingProducer:
     ) -> None:
         self.sent.append(Sent(topic, key, value, dict(headers)))
 
+    async def enqueue(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> "asyncio.Future[None]":
+        await self.send(topic, key, value, headers)
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
+
 
 def _producer(recording: RecordingProducer) -> KafkaProducer:
     return recording  # type: ignore[return-value]
