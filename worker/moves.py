@@ -114,12 +114,7 @@ class Mover:
             job=view,
             occurred_at=self._clock(),
         )
-        if pipelined:
-            return await self._hand_over(event, None)
-        await self._publish_until_acknowledged(event)
-        record = await self._took_effect(event)
-        self._published(event)
-        return record
+        return await self._send(event, None, pipelined)
 
     async def move(
         self,
@@ -171,12 +166,7 @@ class Mover:
             job=view,
             occurred_at=self._clock(),
         )
-        if pipelined:
-            return await self._hand_over(event, record)
-        await self._publish_until_acknowledged(event)
-        folded = await self._took_effect(event)
-        self._published(event)
-        return folded
+        return await self._send(event, record, pipelined)
 
     async def progress(
         self,
@@ -211,12 +201,7 @@ class Mover:
             job=view,
             occurred_at=self._clock(),
         )
-        if pipelined:
-            return await self._hand_over(event, record)
-        await self._publish_until_acknowledged(event)
-        folded = await self._took_effect(event)
-        self._published(event)
-        return folded
+        return await self._send(event, record, pipelined)
 
     async def settle(self, job_id: str) -> None:
         """Wait until the job's pipelined events are acknowledged and folded; :class:`Fenced`
@@ -274,6 +259,16 @@ class Mover:
         if self.record(job_id) is not None:
             self._owned(job_id, epoch)  # fenced early if a newer owner already wrote
         return chain.tail
+
+    async def _send(self, event: Event, record: JobRecord | None, pipelined: bool) -> JobRecord:
+        """Hand ``event`` over (pipelined) or publish it and wait until it took effect; either
+        way, the record it leads to."""
+        if pipelined:
+            return await self._hand_over(event, record)
+        await self._publish_until_acknowledged(event)
+        folded = await self._took_effect(event)
+        self._published(event)
+        return folded
 
     async def _hand_over(self, event: Event, record: JobRecord | None) -> JobRecord:
         chain = self._chains.get(event.job_id)
