@@ -396,7 +396,7 @@ class Scale:
     gateway_rounds: int = 3
     gateway_clients: int = 32
     lifecycle_jobs: int = 400
-    lifecycle_rounds: int = 2
+    lifecycle_rounds: int = 3
     #: Also measure settings that would change a figure (e.g. worker concurrency).
     what_if: bool = True
     latency_saturation_jobs: int = 400
