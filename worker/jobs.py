@@ -636,7 +636,8 @@ class JobRunner:
         pipelined: bool = False,
     ) -> None:
         """Publish progress within the current status (never a move); ``pipelined``: the
-        step's work overlaps the acknowledgement, which the job's next publish waits for."""
+        step's work overlaps the acknowledgement, which the job's next confirmed publish (or
+        settling) waits for."""
         async with active.lock:
             if active.stop_requested.is_set() and not keep_stop:
                 raise StopRequested
