@@ -212,27 +212,18 @@ class Mover:
             return
         resend = False
         for event, acknowledged in chain.sent:
-            if not resend and acknowledged is not None:
-                try:
-                    await acknowledged
-                except BrokerUnavailable as failure:
-                    log.warning(
-                        "pipelined event not acknowledged; sending it again",
-                        job_id=job_id,
-                        sequence=event.sequence,
-                        error=str(failure),
-                    )
-                    resend = True
-            else:
-                resend = True
+            # From the first event the broker did not confirm on, every one is sent again in
+            # order, so none overtakes it on the topic.
+            resend = resend or not await self._confirmed(event, acknowledged)
             if resend:
                 await self._publish_until_acknowledged(event)
             if self._read_back_seconds is None:
                 self.ledger.apply(event)
             self._published(event)
         last = chain.sent[-1][0]
-        record = await self._read_back(last) if self._read_back_seconds is not None else None
-        record = record or self.record(job_id)
+        record = (
+            self.record(job_id) if self._read_back_seconds is None else await self._read_back(last)
+        )
         # Only this worker writes at its epoch, so the ledger at that epoch and at or past
         # the last sequence means every event of the chain was folded (see the class doc).
         if record is None or record.epoch != last.epoch or record.sequence < last.sequence:
@@ -245,6 +236,23 @@ class Mover:
                 owner_epoch=None if record is None else record.epoch,
             )
             raise Fenced(job_id)
+
+    @staticmethod
+    async def _confirmed(event: Event, acknowledged: Awaitable[object] | None) -> bool:
+        """Whether the broker acknowledged a pipelined event (None: it did not even take it)."""
+        if acknowledged is None:
+            return False
+        try:
+            await acknowledged
+        except BrokerUnavailable as failure:
+            log.warning(
+                "pipelined event not acknowledged; sending it again",
+                job_id=event.job_id,
+                sequence=event.sequence,
+                error=str(failure),
+            )
+            return False
+        return True
 
     def discard(self, job_id: str) -> None:
         """Forget the job's unsettled events (its task ended without settling them: handed

@@ -143,10 +143,6 @@ def answering_middleware(record: RequestRecorder | None = None) -> Middleware:
     return answering
 
 
-#: Errors and request ids without metrics.
-error_middleware = answering_middleware()
-
-
 def _request_id(request: web.Request) -> str:
     # A caller's id is reused only when it is short and printable, so it cannot forge log lines.
     given = request.headers.get("X-Request-Id", "")
