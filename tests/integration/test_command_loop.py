@@ -414,6 +414,12 @@ async def test_takeover_after_a_crash_fails_the_job_once(
             await events.wait_for(
                 job_reached(command.job_id, S.RUNNING), "RUNNING", watch=worker_a.tasks
             )
+
+            # RUNNING reaches the topic before A has read it back and started the note.
+            async def note_running() -> bool:
+                return engine_a.calls == [command.job_id]
+
+            await wait_until(note_running, "the note running on A", watch=worker_a.tasks)
             await worker_a.crash()
 
             partition, offset = await _locate(settings, command.job_id)
